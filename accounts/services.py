@@ -1,0 +1,129 @@
+"""The write path for accounts: tokens, roles, admin bootstrap and the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import models, transaction
+from django.utils import timezone
+
+from accounts.models import ROLE_RANK, ApiToken, AuditEvent, Profile, Role
+
+TOKEN_PREFIX = "mlp_"  # noqa: S105  (a public marker, not a secret)
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    secret: str
+
+
+def create_api_token(
+    user: AbstractBaseUser, name: str, *, actor: Any = None, expires_at: datetime | None = None
+) -> IssuedToken:
+    """Create a token for `user`; the returned secret is the only time it is ever visible."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=user, name=name[:100], prefix=secret[:12], digest=hash_token(secret), expires_at=expires_at
+        )
+        record_audit(actor or user, "token.create", token, {"name": token.name, "owner": user.get_username()})
+    return IssuedToken(token=token, secret=secret)
+
+
+def revoke_api_token(token: ApiToken, *, actor: Any) -> None:
+    if token.revoked_at is not None:
+        return
+    with transaction.atomic():
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        record_audit(actor, "token.revoke", token, {"name": token.name, "owner": token.user.get_username()})
+
+
+def user_for_token(secret: str) -> tuple[Any, ApiToken] | None:
+    """The active token's user, touching last_used_at at most once a minute to spare the database."""
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    token = ApiToken.objects.select_related("user").filter(digest=hash_token(secret)).first()
+    if token is None or not token.is_active or not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token.user, token
+
+
+def role_of(user: Any) -> str | None:
+    """The user's role, or None for anonymous and inactive users."""
+    if isinstance(user, AnonymousUser) or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return None
+    if user.is_superuser:
+        return Role.ADMIN
+    cached = getattr(user, "_portal_role", None)
+    if cached is None:
+        profile = Profile.objects.filter(user=user).only("role").first()
+        cached = profile.role if profile else Role.VIEWER
+        user._portal_role = cached
+    return cached
+
+
+def has_role(user: Any, needed: str) -> bool:
+    role = role_of(user)
+    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role(needed)]
+
+
+def set_role(user: Any, role: str, *, actor: Any) -> Profile:
+    with transaction.atomic():
+        profile, _ = Profile.objects.get_or_create(user=user)
+        old = profile.role
+        profile.role = Role(role)
+        profile.save(update_fields=["role"])
+        user._portal_role = profile.role
+        record_audit(actor, "user.set_role", user, {"from": old, "to": profile.role})
+    return profile
+
+
+def ensure_admin(username: str, password: str | None, email: str = "") -> tuple[Any, bool, str | None]:
+    """Create the first admin if missing: (user, created, the password if one was generated)."""
+    User = get_user_model()
+    user = User.objects.filter(username=username).first()
+    if user is not None:
+        return user, False, None
+    generated = None
+    if not password:
+        password = generated = secrets.token_urlsafe(12)
+    with transaction.atomic():
+        user = User.objects.create_superuser(username=username, email=email, password=password)
+        Profile.objects.create(user=user, role=Role.ADMIN)
+        record_audit(None, "user.bootstrap_admin", user, {})
+    return user, True, generated
+
+
+def record_audit(actor: Any, action: str, obj: Any = None, details: dict[str, Any] | None = None) -> AuditEvent:
+    """Append one audit event. Call it inside the service's transaction so both land or neither."""
+    authenticated = actor is not None and getattr(actor, "is_authenticated", False)
+    event = AuditEvent(
+        actor=actor if authenticated else None,
+        actor_name=actor.get_username() if authenticated else "system",
+        action=action,
+        details=details or {},
+    )
+    if isinstance(obj, models.Model):
+        event.object_type = obj._meta.label_lower
+        event.object_id = str(obj.pk)
+        event.object_repr = str(obj)[:200]
+    elif obj is not None:
+        event.object_repr = str(obj)[:200]
+    event.save()
+    return event

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class ExperimentsConfig(AppConfig):
+    """Experiments, runs, metrics and artifacts; the MLflow-compatible tracking API; training jobs."""
+
+    name = "experiments"

@@ -1,0 +1,133 @@
+"""Runs one claimed job inside a worker: heartbeats, progress, cancellation, timeouts, outcome."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from jobs import registry, services
+from jobs.models import Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+class JobStopped(Exception):
+    """Raised inside a handler at a checkpoint when the job must stop (cancel, timeout, lost)."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class RetryableJobError(Exception):
+    """A handler raises this for a transient failure worth another attempt."""
+
+
+class JobContext:
+    """What a handler sees: its parameters and ways to report progress and to stop cleanly."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.params: dict[str, Any] = job.params
+        self._stop: JobStopped | None = None
+        self._lock = threading.Lock()
+        self._deadline = time.monotonic() + job.timeout_seconds if job.timeout_seconds else None
+
+    def progress(self, pct: float, message: str = "") -> None:
+        self.checkpoint()
+        if not services.report_progress(self.job, pct, message):
+            self._set_stop(JobStopped("lost", "another worker took over this job"))
+            self.checkpoint()
+
+    def log(self, line: str) -> None:
+        stamp = timezone.now().strftime("%H:%M:%S")
+        services.append_log(self.job, f"[{stamp}] {line}")
+
+    def checkpoint(self) -> None:
+        """Raise JobStopped if the job was cancelled, timed out or taken over. Call it often."""
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            self._set_stop(JobStopped(JobStatus.FAILED, f"timed out after {self.job.timeout_seconds}s"))
+        with self._lock:
+            stop = self._stop
+        if stop is not None:
+            raise stop
+
+    def _set_stop(self, stop: JobStopped) -> None:
+        with self._lock:
+            if self._stop is None:
+                self._stop = stop
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps heartbeat_at fresh while the handler computes, and notices cancel requests."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{ctx.job.pk}")
+        self.ctx = ctx
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.done.wait(settings.JOB_HEARTBEAT_INTERVAL):
+                owned, cancel = services.heartbeat(self.ctx.job)
+                if not owned:
+                    self.ctx._set_stop(JobStopped("lost", "another worker took over this job"))
+                elif cancel:
+                    self.ctx._set_stop(JobStopped(JobStatus.CANCELLED, "cancelled by a user"))
+        finally:
+            close_old_connections()
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def execute(job_id: int) -> str:
+    """Claim and run a job. Returns what happened, for logs and tests."""
+    job = services.claim_job(job_id, worker_name())
+    if job is None:
+        return "skipped"
+    spec = registry.get(job.type)
+    if spec is None:
+        services.finish_job(job, JobStatus.FAILED, error=f"unknown job type {job.type!r}")
+        return "failed"
+    ctx = JobContext(job)
+    beat = _Heartbeat(ctx)
+    beat.start()
+    ctx.log(f"attempt {job.attempts} of {job.max_attempts} started on {job.worker}")
+    try:
+        result = spec.handler(ctx) or {}
+    except JobStopped as stop:
+        if stop.status == "lost":
+            return "lost"
+        ctx.log(stop.reason)
+        services.finish_job(job, stop.status, error=stop.reason)
+        return str(stop.status)
+    except RetryableJobError as exc:
+        if job.attempts < job.max_attempts:
+            ctx.log(f"transient failure, will retry: {exc}")
+            services.requeue_job(job, str(exc))
+            return "retrying"
+        services.finish_job(job, JobStatus.FAILED, error=f"{exc} (no attempts left)")
+        return "failed"
+    except Exception as exc:  # a handler bug must fail its job, not the worker
+        logger.exception("job failed", extra={"job_id": job.pk, "job_type": job.type})
+        ctx.log(f"failed: {exc!r}")
+        services.finish_job(job, JobStatus.FAILED, error="".join(traceback.format_exception(exc))[-4000:])
+        return "failed"
+    finally:
+        beat.done.set()
+        beat.join(timeout=5)
+    ctx.log("finished")
+    services.finish_job(job, JobStatus.SUCCEEDED, result=result)
+    return "succeeded"

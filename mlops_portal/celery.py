@@ -1,0 +1,28 @@
+"""The Celery app: JSON only, late acknowledgement, named queues, the beat schedule in code."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_portal.settings")
+
+app = Celery("mlops_portal")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+QUEUES = ("default", "training", "deployments")
+app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES]
+app.conf.task_default_exchange = "default"
+app.conf.task_default_routing_key = "default"
+
+
+@app.on_after_finalize.connect
+def _schedule(sender: Celery, **kwargs: object) -> None:
+    from django.conf import settings
+
+    sender.add_periodic_task(settings.JOB_RECONCILE_INTERVAL, sender.signature("jobs.reconcile"), name="reconcile jobs")
+
+
+app.autodiscover_tasks()

@@ -1,0 +1,59 @@
+"""Prometheus metrics of the portal itself.
+
+`http_request_duration_seconds` is the histogram the founding document's Grafana "Model Latency"
+panel divides (`rate(..._sum[5m]) / rate(..._count[5m])`). Under gunicorn set
+PROMETHEUS_MULTIPROC_DIR so every worker process contributes to one exposition.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest, multiprocess
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+REQUEST_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time spent answering HTTP requests.",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+class JobCollector(Collector):
+    """Job counts by type and status, read from the job table at scrape time.
+
+    Read from the database rather than counted in-process, so every worker's jobs are included and
+    the numbers survive restarts.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        from django.db.models import Count
+
+        from jobs.models import FINISHED_STATUSES, Job
+
+        current = GaugeMetricFamily("mlops_jobs", "Jobs by type and current status.", labels=["type", "status"])
+        finished = CounterMetricFamily(
+            "mlops_jobs_finished", "Jobs that reached a final status, by type and status.", labels=["type", "status"]
+        )
+        rows = Job.objects.values("type", "status").annotate(n=Count("id")).order_by()
+        for row in rows:
+            current.add_metric([row["type"], row["status"]], row["n"])
+            if row["status"] in FINISHED_STATUSES:
+                finished.add_metric([row["type"], row["status"]], row["n"])
+        yield current
+        yield finished
+
+
+def exposition() -> bytes:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    output = generate_latest(registry)
+    jobs_registry = CollectorRegistry()
+    jobs_registry.register(JobCollector())
+    return output + generate_latest(jobs_registry)

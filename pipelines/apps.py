@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class PipelinesConfig(AppConfig):
+    """DAG pipelines, schedules and triggers: the top of the lifecycle."""
+
+    name = "pipelines"

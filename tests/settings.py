@@ -1,0 +1,16 @@
+"""Test settings: the production settings with safe defaults for a test run.
+
+DATABASE_URL and REDIS_URL still choose the services (CI points them at PostgreSQL and Redis).
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-that-is-long-enough-for-django-checks-1234567890")
+os.environ.setdefault("HTTPS", "false")
+os.environ.setdefault("STATICFILES_STORAGE", "django.contrib.staticfiles.storage.StaticFilesStorage")
+os.environ.setdefault("LOG_FORMAT", "plain")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+from mlops_portal.settings import *  # noqa: F403  (settings modules are the one place for this)
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
