@@ -14,3 +14,9 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 from mlops_portal.settings import *  # noqa: F403  (settings modules are the one place for this)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
+
+# Serve static files straight from the finders; nothing is collected in a test run.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+STATIC_ROOT = VAR_DIR / "test-static"  # noqa: F405
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
