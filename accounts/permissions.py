@@ -53,6 +53,9 @@ class RolePermission(permissions.BasePermission):
         return has_role(request.user, needed)
 
     def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
+        if getattr(view, "required_role", None) is not None:
+            # The view already scoped its queryset to what this role may touch (e.g. one's own tokens).
+            return True
         action = "view" if request.method in permissions.SAFE_METHODS else "change"
         if request.method == "DELETE":
             action = "delete"

@@ -7,7 +7,7 @@ from accounts.decorators import public
 app_name = "accounts"
 urlpatterns = [
     path("login/", public(views.LoginView.as_view()), name="login"),
-    path("logout/", public(auth_views.LogoutView.as_view()), name="logout"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke/", views.revoke_token, name="revoke-token"),
 ]

@@ -150,6 +150,7 @@ JOB_HEARTBEAT_INTERVAL = env_float("JOB_HEARTBEAT_INTERVAL", 5.0, minimum=0.1)
 JOB_HEARTBEAT_TIMEOUT = env_float("JOB_HEARTBEAT_TIMEOUT", 60.0, minimum=1.0)
 JOB_REDISPATCH_AFTER = env_float("JOB_REDISPATCH_AFTER", 120.0, minimum=1.0)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+JOB_HEARTBEAT_THREAD = True  # tests that run jobs inside a test transaction turn it off
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -1,0 +1,48 @@
+"""The settings module refuses to start with unsafe or broken configuration."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE", "HTTPS", "STATICFILES_STORAGE"}
+    }
+    clean.update(env)
+    clean["DJANGO_SETTINGS_MODULE"] = "mlops_portal.settings"
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", *args], cwd=ROOT, env=clean, capture_output=True, text=True
+    )
+
+
+def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off(tmp_path: Path) -> None:
+    result = _check({"PORTAL_VAR_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert "SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off" in result.stderr
+
+
+def test_it_reports_a_bad_variable_by_name(tmp_path: Path) -> None:
+    result = _check({"PORTAL_VAR_DIR": str(tmp_path), "DEBUG": "true", "JOB_MAX_ATTEMPTS": "zero"})
+    assert result.returncode != 0
+    assert "JOB_MAX_ATTEMPTS must be an integer" in result.stderr
+
+
+def test_check_deploy_is_clean_with_production_values(tmp_path: Path) -> None:
+    result = _check(
+        {
+            "PORTAL_VAR_DIR": str(tmp_path),
+            "SECRET_KEY": "k" * 10 + "production-secret-value-with-enough-entropy-0123456789abcdef",
+            "ALLOWED_HOSTS": "portal.example.com",
+        },
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
