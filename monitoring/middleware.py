@@ -21,7 +21,10 @@ class RequestMetricsMiddleware:
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
         # The route pattern, never the raw path, keeps the label set small.
-        route = match.route if match is not None else ("static" if request.path.startswith("/static/") else "unmatched")
+        if match is not None:
+            route = "/" + match.route.replace("^", "").replace("$", "")  # DRF routers contribute regexes
+        else:
+            route = "static" if request.path.startswith("/static/") else "unmatched"
         method = request.method if request.method in _METHODS else "OTHER"
-        REQUEST_DURATION.labels(method, route or "/", str(response.status_code)).observe(time.perf_counter() - start)
+        REQUEST_DURATION.labels(method, route, str(response.status_code)).observe(time.perf_counter() - start)
         return response
