@@ -99,13 +99,13 @@ class _Heartbeat(threading.Thread):
             close_old_connections()
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def worker_name(node: str | None = None) -> str:
+    return f"{node or socket.gethostname()} pid {os.getpid()}"
 
 
-def execute(job_id: int) -> str:
+def execute(job_id: int, worker: str | None = None) -> str:
     """Claim and run a job. Returns what happened, for logs and tests."""
-    job = services.claim_job(job_id, worker_name())
+    job = services.claim_job(job_id, worker_name(worker))
     if job is None:
         return "skipped"
     spec = registry.get(job.type)

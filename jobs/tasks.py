@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from jobs import runner, services
 
 
-@shared_task(name="jobs.run", ignore_result=True, acks_late=True, reject_on_worker_lost=True)
-def run_job(job_id: int) -> str:
-    return runner.execute(job_id)
+@shared_task(bind=True, name="jobs.run", ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def run_job(self: Task, job_id: int) -> str:
+    return runner.execute(job_id, worker=self.request.hostname)
 
 
 @shared_task(name="jobs.reconcile", ignore_result=True, acks_late=False)
