@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -10,6 +11,12 @@ from django.http import HttpRequest, HttpResponse
 from monitoring.metrics import REQUEST_DURATION
 
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+_GROUP = re.compile(r"\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)")
+
+
+def route_label(route: str) -> str:
+    """`api/v1/jobs/(?P<pk>[^/.]+)/$` (DRF routers contribute regexes) -> `/api/v1/jobs/<pk>/`."""
+    return "/" + _GROUP.sub(r"<\1>", route).replace("\\Z", "").rstrip("$")
 
 
 class RequestMetricsMiddleware:
@@ -22,7 +29,7 @@ class RequestMetricsMiddleware:
         match = getattr(request, "resolver_match", None)
         # The route pattern, never the raw path, keeps the label set small.
         if match is not None:
-            route = "/" + match.route.replace("^", "").replace("$", "")  # DRF routers contribute regexes
+            route = route_label(match.route)
         else:
             route = "static" if request.path.startswith("/static/") else "unmatched"
         method = request.method if request.method in _METHODS else "OTHER"

@@ -32,3 +32,11 @@ def test_unmatched_paths_share_one_route_label(viewer_client: Client) -> None:
     text = viewer_client.get("/metrics").content.decode()
     assert 'route="unmatched",status="404"' in text
     assert "/a/random/path" not in text
+
+
+def test_route_labels_are_readable_patterns() -> None:
+    from monitoring.middleware import route_label
+
+    assert route_label("api/v1/jobs/(?P<pk>[^/.]+)/$") == "/api/v1/jobs/<pk>/"
+    assert route_label("jobs/<int:pk>/status.json") == "/jobs/<int:pk>/status.json"
+    assert route_label("admin/(?P<app_label>accounts|jobs)/$") == "/admin/<app_label>/"
