@@ -1,6 +1,30 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 
 from accounts.models import ApiToken, AuditEvent, Profile
+
+
+class ProfileInline(admin.StackedInline):
+    model = Profile
+    can_delete = False
+    verbose_name = "Portal role"
+    verbose_name_plural = "Portal role"
+
+
+class PortalUserAdmin(UserAdmin):
+    inlines = [ProfileInline]
+    list_display = ["username", "email", "role", "is_active", "is_staff", "last_login"]
+    list_select_related = ["profile"]
+
+    @admin.display(description="role", ordering="profile__role")
+    def role(self, user):  # type: ignore[no-untyped-def]
+        profile = getattr(user, "profile", None)
+        return "admin" if user.is_superuser else (profile.role if profile else "viewer")
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), PortalUserAdmin)
 
 
 @admin.register(Profile)

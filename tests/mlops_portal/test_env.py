@@ -37,7 +37,7 @@ def test_env_float_parses_and_rejects_too_small_values() -> None:
     assert env_float("X", 1.0, {"X": "0.25"}) == 0.25
     with pytest.raises(ImproperlyConfigured, match="X must be a number"):
         env_float("X", 1.0, {"X": "fast"})
-    with pytest.raises(ImproperlyConfigured, match="at least 1.0"):
+    with pytest.raises(ImproperlyConfigured, match=r"at least 1\.0"):
         env_float("X", 1.0, {"X": "0.5"}, minimum=1.0)
 
 
