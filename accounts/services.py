@@ -127,3 +127,62 @@ def record_audit(actor: Any, action: str, obj: Any = None, details: dict[str, An
         event.object_repr = str(obj)[:200]
     event.save()
     return event
+
+
+class ServiceTokenRefused(ValueError):
+    """The secret or the user cannot become a service token; the message says why."""
+
+
+def ensure_service_token(username: str, secret: str, name: str = "service token") -> list[str]:
+    """Make `secret` (chosen by an operator, e.g. in a file Prometheus also reads) an active token.
+
+    Creates the service account (a viewer without a password) if missing, re-activates the token if
+    it was revoked, and revokes older active tokens of the same name so replacing the secret rotates it.
+    Idempotent. Returns notes on what changed.
+    """
+    name = name[:100]
+    notes: list[str] = []
+    digest = hash_token(secret)
+    User = get_user_model()
+    with transaction.atomic():
+        user = User.objects.select_for_update().filter(username=username).first()
+        if user is None:
+            # A service account never logs in with a password; it has only this token.
+            user = User(username=username)
+            user.set_unusable_password()
+            user.save()
+            Profile.objects.create(user=user, role=Role.VIEWER)
+            record_audit(None, "user.create_service_account", user, {"role": Role.VIEWER})
+            notes.append(f"Created service account {username!r} (role viewer).")
+        elif not user.is_active:
+            raise ServiceTokenRefused(f"user {username!r} is deactivated; reactivate it in the admin first")
+        else:
+            Profile.objects.get_or_create(user=user, defaults={"role": Role.VIEWER})
+
+        token = ApiToken.objects.select_for_update().filter(digest=digest).first()
+        if token is not None and token.user_id != user.pk:
+            raise ServiceTokenRefused(
+                f"this secret is already a token of another user ({token.user.get_username()!r}); "
+                "use a different secret"
+            )
+        if token is None:
+            token = ApiToken.objects.create(user=user, name=name, prefix=secret[:12], digest=digest)
+            record_audit(None, "token.create", token, {"name": name, "owner": username, "source": "secret file"})
+            notes.append(f"Registered token {token.prefix}… for {username!r}.")
+        elif not token.is_active:
+            token.revoked_at = None
+            token.expires_at = None
+            token.save(update_fields=["revoked_at", "expires_at"])
+            record_audit(None, "token.reactivate", token, {"name": token.name, "owner": username})
+            notes.append(f"Reactivated token {token.prefix}… for {username!r}.")
+        else:
+            notes.append(f"Token {token.prefix}… of {username!r} is already active.")
+
+        # The file is the one source of truth for this named token: an older secret is rotated out.
+        now = timezone.now()
+        for old in ApiToken.objects.filter(user=user, name=token.name, revoked_at__isnull=True).exclude(pk=token.pk):
+            old.revoked_at = now
+            old.save(update_fields=["revoked_at"])
+            record_audit(None, "token.revoke", old, {"name": old.name, "owner": username, "reason": "rotated"})
+            notes.append(f"Revoked the previous token {old.prefix}… of {username!r}.")
+    return notes

@@ -149,6 +149,16 @@ def cancel_job(job: Job, *, actor: Any) -> Job:
     return job
 
 
+def redispatch_backoff(dispatch_count: int) -> timedelta:
+    """How long a queued job waits before its message is sent again: doubling, at most an hour.
+
+    A job that is merely waiting behind a long queue would otherwise get one duplicate message per
+    interval; the claim makes duplicates harmless, but they would still pile up in the broker.
+    """
+    factor = 2 ** max(0, min(dispatch_count - 1, 10))
+    return timedelta(seconds=min(settings.JOB_REDISPATCH_AFTER * factor, max(3600.0, settings.JOB_REDISPATCH_AFTER)))
+
+
 @dataclass
 class ReconcileReport:
     redispatched: list[int] = field(default_factory=list)
@@ -170,7 +180,10 @@ def reconcile_jobs() -> ReconcileReport:
     lost = Job.objects.filter(status=JobStatus.QUEUED).filter(
         Q(enqueued_at__lt=redispatch_before) | Q(enqueued_at__isnull=True, created_at__lt=redispatch_before)
     )
-    for job_id, attempts, max_attempts in lost.values_list("pk", "attempts", "max_attempts")[:500]:
+    rows = lost.values_list("pk", "attempts", "max_attempts", "enqueued_at", "dispatch_count")
+    for job_id, attempts, max_attempts, enqueued_at, sent in rows[:500]:
+        if enqueued_at is not None and enqueued_at > now - redispatch_backoff(sent):
+            continue  # probably just waiting in a long queue: don't flood it with duplicates
         if attempts >= max_attempts:
             if Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
                 status=JobStatus.FAILED, finished_at=now, error=f"no attempts left ({max_attempts})"

@@ -95,8 +95,8 @@ def env_secret(name: str, default: str = "", environ: Mapping[str, str] | None =
 
 
 def env_url(name: str, default: str, schemes: set[str], environ: Mapping[str, str] | None = None) -> str:
-    """A URL whose scheme must be one of `schemes`."""
-    value = env_str(name, default, environ).strip()
+    """A URL whose scheme must be one of `schemes`. NAME_FILE works too, since URLs carry passwords."""
+    value = env_secret(name, default, environ).strip()
     if not value:
         return value
     scheme = urlsplit(value).scheme

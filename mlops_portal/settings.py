@@ -99,7 +99,7 @@ TEMPLATES = [
 
 # Database: SQLite by default, anything dj-database-url understands otherwise.
 DATABASE_URL = env_url(
-    "DATABASE_URL",
+    "DATABASE_URL",  # or DATABASE_URL_FILE, like every secret
     f"sqlite:///{VAR_DIR / 'portal.sqlite3'}",
     {"sqlite", "postgres", "postgresql", "pgsql", "postgis"},
 )
@@ -119,7 +119,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Broker and cache: Redis when configured, else an embedded file broker under VAR_DIR.
 REDIS_URL = env_url("REDIS_URL", "", {"redis", "rediss", "unix"})
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+CELERY_BROKER_URL = env_secret("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     _broker_dir.mkdir(parents=True, exist_ok=True)

@@ -203,3 +203,16 @@ class TestReconciler:
         JobFactory(status=JobStatus.SUCCEEDED, enqueued_at=timezone.now() - timedelta(days=1))
         report = services.reconcile_jobs()
         assert (report.redispatched, report.retried, report.failed, sent) == ([], [], [], [])
+
+
+def test_the_reconciler_backs_off_instead_of_flooding_a_long_queue(
+    db: None, fast_jobs: Any, sent: list[dict[str, Any]]
+) -> None:
+    # Sent three times already; the last 30 s ago. The next resend waits 5 s * 2**2 = 20 s: due.
+    due = JobFactory(enqueued_at=timezone.now() - timedelta(seconds=30), dispatch_count=3)
+    # Sent five times; the next resend waits 5 s * 2**4 = 80 s: not yet.
+    waiting = JobFactory(enqueued_at=timezone.now() - timedelta(seconds=30), dispatch_count=5)
+    report = services.reconcile_jobs()
+    assert report.redispatched == [due.pk]
+    assert waiting.pk not in [m["job_id"] for m in sent]
+    assert services.redispatch_backoff(50) == timedelta(hours=1)

@@ -69,3 +69,9 @@ def test_env_str_and_env_path_use_defaults(tmp_path: Path) -> None:
     assert env_str("S", "d", {}) == "d"
     assert env_path("P", tmp_path, {}) == tmp_path
     assert env_path("P", tmp_path, {"P": str(tmp_path / "a" / ".." / "b")}) == tmp_path / "b"
+
+
+def test_env_url_reads_a_url_with_a_password_from_a_file(tmp_path: Path) -> None:
+    url_file = tmp_path / "db"
+    url_file.write_text("postgres://u:secret@h/db\n")
+    assert env_url("DB", "", {"postgres"}, {"DB_FILE": str(url_file)}) == "postgres://u:secret@h/db"

@@ -10,13 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
-from django.utils import timezone
 
-from accounts.models import ApiToken, Profile, Role
-from accounts.services import TOKEN_PREFIX, hash_token, record_audit
+from accounts.services import TOKEN_PREFIX, ServiceTokenRefused, ensure_service_token
 
 # The prefix plus 32 characters: far below what create_api_token issues (4 + 43), far above guessable.
 MIN_SECRET_LENGTH = 36
@@ -56,50 +52,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         secret = read_secret(options["secret_file"])
-        username: str = options["username"]
-        name: str = options["name"][:100]
-        digest = hash_token(secret)
-        User = get_user_model()
-        with transaction.atomic():
-            user = User.objects.select_for_update().filter(username=username).first()
-            if user is None:
-                # A service account never logs in with a password; it has only this token.
-                user = User(username=username)
-                user.set_unusable_password()
-                user.save()
-                Profile.objects.create(user=user, role=Role.VIEWER)
-                record_audit(None, "user.create_service_account", user, {"role": Role.VIEWER})
-                self.stdout.write(f"Created service account {username!r} (role viewer).")
-            elif not user.is_active:
-                raise CommandError(f"user {username!r} is deactivated; reactivate it in the admin first")
-            else:
-                Profile.objects.get_or_create(user=user, defaults={"role": Role.VIEWER})
-
-            token = ApiToken.objects.select_for_update().filter(digest=digest).first()
-            if token is not None and token.user_id != user.pk:
-                raise CommandError(
-                    f"this secret is already a token of another user ({token.user.get_username()!r}); "
-                    "use a different secret"
-                )
-            if token is None:
-                token = ApiToken.objects.create(user=user, name=name, prefix=secret[:12], digest=digest)
-                record_audit(None, "token.create", token, {"name": name, "owner": username, "source": "secret file"})
-                self.stdout.write(f"Registered token {token.prefix}… for {username!r}.")
-            elif not token.is_active:
-                token.revoked_at = None
-                token.expires_at = None
-                token.save(update_fields=["revoked_at", "expires_at"])
-                record_audit(None, "token.reactivate", token, {"name": token.name, "owner": username})
-                self.stdout.write(f"Reactivated token {token.prefix}… for {username!r}.")
-            else:
-                self.stdout.write(f"Token {token.prefix}… of {username!r} is already active.")
-
-            # The file is the one source of truth for this named token: an older secret is rotated out.
-            now = timezone.now()
-            for old in ApiToken.objects.filter(user=user, name=token.name, revoked_at__isnull=True).exclude(
-                pk=token.pk
-            ):
-                old.revoked_at = now
-                old.save(update_fields=["revoked_at"])
-                record_audit(None, "token.revoke", old, {"name": old.name, "owner": username, "reason": "rotated"})
-                self.stdout.write(f"Revoked the previous token {old.prefix}… of {username!r}.")
+        try:
+            notes = ensure_service_token(options["username"], secret, options["name"])
+        except ServiceTokenRefused as exc:
+            raise CommandError(str(exc)) from None
+        for note in notes:
+            self.stdout.write(note)
