@@ -7,15 +7,20 @@
     if (!window.Plotly) return;
     document.querySelectorAll("[data-figure]").forEach(function (el) {
       var figure = JSON.parse(el.getAttribute("data-figure"));
-      window.Plotly.newPlot(el, figure.data, figure.layout, { displaylogo: false, responsive: true });
+      var layout = Object.assign({}, figure.layout);
+      // The figure's height is a minimum: when the card is stretched by its row, fill it instead of
+      // leaving a gap under the plot (Plotly then sizes to the element, and follows it on resize).
+      if (layout.height && el.clientHeight > layout.height) delete layout.height;
+      window.Plotly.newPlot(el, figure.data, layout, { displaylogo: false, responsive: true });
       el.setAttribute("data-rendered", "true");
     });
   }
 
   // Live progress: elements with data-poll fetch their job's status every 2 s until it finishes.
+  // The fields they update (data-field) live in the nearest [data-job]: a job's card or list row.
   function poll(wrap) {
     var url = wrap.getAttribute("data-poll");
-    var root = wrap.closest("#job-live") || wrap;
+    var root = wrap.closest("[data-job]") || wrap;
     fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
       .then(function (data) {
@@ -50,8 +55,36 @@
     if (className) el.className = className;
   }
 
+  // Copy buttons: data-copy names the id of the element whose text goes to the clipboard.
+  function copyText(button) {
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source) return;
+    var label = button.textContent;
+    var done = function () {
+      button.textContent = "Copied";
+      window.setTimeout(function () { button.textContent = label; }, 2000);
+    };
+    // The Clipboard API exists only on HTTPS (and localhost); elsewhere select the text and copy it.
+    var fallback = function () {
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      if (document.execCommand("copy")) done();
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(source.textContent.trim()).then(done, fallback);
+    } else {
+      fallback();
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     renderCharts();
+    document.querySelectorAll("[data-copy]").forEach(function (button) {
+      button.addEventListener("click", function () { copyText(button); });
+    });
     document.querySelectorAll("[data-poll]").forEach(function (wrap) { window.setTimeout(function () { poll(wrap); }, 1000); });
   });
 })();
