@@ -25,11 +25,13 @@ class TokenForm(forms.Form):
 def tokens(request: HttpRequest) -> HttpResponse:
     """The user's own tokens; a new token's secret is shown exactly once, right after creation."""
     form = TokenForm(request.POST or None)
-    new_secret = None
     if request.method == "POST" and form.is_valid():
         issued = create_api_token(request.user, form.cleaned_data["name"], actor=request.user)
-        new_secret = issued.secret
-        form = TokenForm()
+        # Post/redirect/get: a reload must not create a second token. The secret rides in the
+        # session for exactly one page view.
+        request.session["new_token_secret"] = issued.secret
+        return redirect("accounts:tokens")
+    new_secret = request.session.pop("new_token_secret", None)
     user_tokens = ApiToken.objects.filter(user=request.user)
     return render(
         request,

@@ -17,6 +17,10 @@ from jobs.models import Job, JobStatus
 from jobs.queries import jobs_per_day
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def home(request: HttpRequest) -> HttpResponse:
     since = timezone.now() - timedelta(days=1)
     job_counts = Job.objects.aggregate(
@@ -48,7 +52,7 @@ def home(request: HttpRequest) -> HttpResponse:
         {
             "label": "Users",
             "value": get_user_model().objects.filter(is_active=True).count(),
-            "hint": f"{ApiToken.objects.filter(revoked_at__isnull=True).count()} active API tokens",
+            "hint": _count(ApiToken.objects.filter(revoked_at__isnull=True).count(), "active API token"),
             "url": "accounts:tokens",
         },
     ]

@@ -13,6 +13,15 @@ STATUS_COLOURS = {
 }
 
 
+STATUS_LABELS = {
+    "succeeded": "Succeeded",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+    "running": "Running",
+    "queued": "Queued",
+}
+
+
 def jobs_per_day_figure(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A stacked bar chart of jobs per day by status."""
     days = [row["day"].isoformat() for row in rows]
@@ -20,7 +29,7 @@ def jobs_per_day_figure(rows: list[dict[str, Any]]) -> dict[str, Any]:
     traces = [
         {
             "type": "bar",
-            "name": status,
+            "name": STATUS_LABELS[status],
             "x": days,
             "y": [row.get(status, 0) for row in rows],
             "marker": {"color": STATUS_COLOURS[status]},

@@ -55,7 +55,10 @@ class Job(models.Model):
         indexes = [models.Index(fields=["status", "heartbeat_at"]), models.Index(fields=["status", "enqueued_at"])]
 
     def __str__(self) -> str:
-        return f"{self.type} #{self.pk}"
+        from jobs import registry
+
+        spec = registry.get(self.type)
+        return f"{spec.label if spec else self.type} #{self.pk}"
 
     @property
     def is_finished(self) -> bool:

@@ -92,6 +92,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "mlops_portal.context_processors.navigation",
+                "accounts.context_processors.roles",
             ],
         },
     },

@@ -12,7 +12,7 @@ from tests.jobs.factories import JobFactory
 
 def test_the_jobs_page_says_what_to_do_when_there_are_none(viewer_client: Client) -> None:
     html = viewer_client.get("/jobs/").content.decode()
-    assert "No jobs yet" in html and "Start a demo job" in html
+    assert "No jobs yet" in html
 
 
 def test_the_jobs_page_lists_jobs_with_progress_bars_in_constant_queries(
@@ -44,10 +44,10 @@ def test_the_jobs_per_day_figure_stacks_statuses_by_day() -> None:
         {"day": date(2026, 11, 2), "succeeded": 1, "failed": 1},
     ]
     figure = jobs_per_day_figure(rows)
-    assert [t["name"] for t in figure["data"]] == ["succeeded", "failed"]
+    assert [t["name"] for t in figure["data"]] == ["Succeeded", "Failed"]
     assert figure["data"][0] == {
         "type": "bar",
-        "name": "succeeded",
+        "name": "Succeeded",
         "x": ["2026-11-01", "2026-11-02"],
         "y": [2, 1],
         "marker": {"color": "#16a34a"},
@@ -58,3 +58,11 @@ def test_the_jobs_per_day_figure_stacks_statuses_by_day() -> None:
 
 def test_the_jobs_per_day_figure_of_no_jobs_has_no_traces() -> None:
     assert jobs_per_day_figure([{"day": date(2026, 11, 1)}])["data"] == []
+
+
+def test_viewers_do_not_see_buttons_their_role_cannot_use(viewer_client: Client, editor_client: Client) -> None:
+    job = JobFactory(status=JobStatus.RUNNING)
+    assert "Start a demo job" not in viewer_client.get("/jobs/").content.decode()
+    assert "Cancel job" not in viewer_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "Start a demo job" in editor_client.get("/jobs/").content.decode()
+    assert "Cancel job" in editor_client.get(f"/jobs/{job.pk}/").content.decode()
