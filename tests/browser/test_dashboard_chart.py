@@ -60,7 +60,7 @@ def test_the_dashboard_draws_the_jobs_chart_with_data(
     for trace in traces:
         for day, count in zip(trace["x"], trace["y"], strict=True):
             if count:
-                drawn[(day, trace["name"])] += count
+                drawn[(day, trace["name"].lower())] += count
     assert drawn == expected
     assert len(traces[0]["x"]) == 14, "two weeks of days, gaps included"
 

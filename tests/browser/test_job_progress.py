@@ -47,7 +47,7 @@ def test_a_demo_job_runs_and_its_progress_bar_reaches_100_percent(
             expect(page).to_have_url(re.compile(r"/jobs/\d+/$"))
             job = Job.objects.get()
             expect(page.locator(".messages")).to_contain_text(f"Started demo job #{job.pk}.")
-            expect(page.get_by_role("heading", level=1)).to_have_text(f"demo.sleep #{job.pk}")
+            expect(page.get_by_role("heading", level=1)).to_have_text(f"Demo job #{job.pk}")
 
             live = page.locator("#job-live")
             expect(live.locator('[data-field="status"]')).to_have_text("Succeeded", timeout=30_000)

@@ -19,8 +19,8 @@ def documented(name: str) -> bool:
 def read_by_settings() -> set[str]:
     text = (ROOT / "mlops_portal" / "settings.py").read_text()
     names = set(re.findall(r"\benv_\w+\(\s*\"([A-Z0-9_]+)\"", text))
-    if "env_secret(" in text:  # env_secret also reads NAME_FILE
-        names |= {f"{name}_FILE" for name in re.findall(r"\benv_secret\(\s*\"([A-Z0-9_]+)\"", text)}
+    # env_secret and env_url also read NAME_FILE
+    names |= {f"{name}_FILE" for name in re.findall(r"\benv_(?:secret|url)\(\s*\"([A-Z0-9_]+)\"", text)}
     return names
 
 
