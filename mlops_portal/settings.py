@@ -191,6 +191,13 @@ STORAGES = {
 }
 
 ARTIFACT_ROOT = env_path("ARTIFACT_ROOT", VAR_DIR / "artifacts")
+# What a user who did not create an experiment and has no explicit grant may do with it.
+TRACKING_DEFAULT_PERMISSION = env_str("TRACKING_DEFAULT_PERMISSION", "READ").upper()
+if TRACKING_DEFAULT_PERMISSION not in {"NO_PERMISSIONS", "READ", "EDIT", "MANAGE"}:
+    raise ImproperlyConfigured(
+        "TRACKING_DEFAULT_PERMISSION must be one of NO_PERMISSIONS, READ, EDIT, MANAGE; "
+        f"got {TRACKING_DEFAULT_PERMISSION!r}"
+    )
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 10 * 1024**3, minimum=1)
 
 # Security: HTTPS is assumed unless DEBUG is on or HTTPS=false (the laptop launcher sets that).

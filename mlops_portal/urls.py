@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from experiments.mlflow_api.server_info import server_info
 from mlops_portal import views
 from monitoring.views import metrics
 
@@ -28,6 +29,9 @@ urlpatterns = [
     path("monitoring/", include("monitoring.urls")),
     path("pipelines/", include("pipelines.urls")),
     path("api/v1/", include((api_v1, "api-v1"))),
+    path("api/2.0/mlflow/", include(("experiments.mlflow_api.urls", "mlflow"))),
+    path("ajax-api/2.0/mlflow/", include(("experiments.mlflow_api.urls", "mlflow-ajax"))),
+    path("api/3.0/mlflow/server-info", server_info, name="mlflow-server-info"),
     path("admin/", admin.site.urls),
 ]
 

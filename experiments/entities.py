@@ -1,0 +1,108 @@
+"""Model rows as the JSON objects of MLflow's REST API (protobuf's JSON mapping)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from experiments.mlflow_api.common import encode_float
+from experiments.models import Experiment, LatestMetric, LoggedModel, Metric, Run
+
+
+def experiment_json(experiment: Experiment, tags: Iterable[Any] | None = None) -> dict[str, Any]:
+    tag_rows = experiment.tags.all() if tags is None else tags
+    return {
+        "experiment_id": str(experiment.pk),
+        "name": experiment.name,
+        "artifact_location": experiment.artifact_location,
+        "lifecycle_stage": experiment.lifecycle_stage,
+        "last_update_time": experiment.last_update_time,
+        "creation_time": experiment.creation_time,
+        "tags": [{"key": t.key, "value": t.value} for t in tag_rows],
+    }
+
+
+def metric_json(metric: Metric | LatestMetric, with_run: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "key": metric.key,
+        "value": "NaN" if metric.is_nan else encode_float(metric.value),
+        "timestamp": metric.timestamp,
+        "step": metric.step,
+    }
+    if with_run:
+        data["run_id"] = metric.run_id
+    return data
+
+
+def run_info_json(run: Run) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "run_id": run.run_uuid,
+        "run_uuid": run.run_uuid,
+        "run_name": run.name,
+        "experiment_id": str(run.experiment_id),
+        "user_id": run.user_id,
+        "status": run.status,
+        "start_time": run.start_time,
+        "artifact_uri": run.artifact_uri,
+        "lifecycle_stage": run.lifecycle_stage,
+    }
+    if run.end_time is not None:
+        info["end_time"] = run.end_time
+    return info
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    """The full run. Expects params, tags, latest_metrics, inputs and outputs prefetched for lists."""
+    return {
+        "info": run_info_json(run),
+        "data": {
+            "metrics": [metric_json(m) for m in run.latest_metrics.all()],
+            "params": [{"key": p.key, "value": p.value} for p in run.params.all()],
+            "tags": [{"key": t.key, "value": t.value} for t in run.tags.all()],
+        },
+        "inputs": {
+            "dataset_inputs": [
+                {
+                    "tags": i.tags,
+                    "dataset": {
+                        "name": i.name,
+                        "digest": i.digest,
+                        "source_type": i.source_type,
+                        "source": i.source,
+                        **({"schema": i.schema} if i.schema else {}),
+                        **({"profile": i.profile} if i.profile else {}),
+                    },
+                }
+                for i in run.inputs.all()
+            ],
+            "model_inputs": [],
+        },
+        "outputs": {"model_outputs": [{"model_id": o.model_id, "step": o.step} for o in run.outputs.all()]},
+    }
+
+
+RUN_PREFETCH = ("params", "tags", "latest_metrics", "inputs", "outputs")
+
+
+def logged_model_json(model: LoggedModel) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "model_id": model.model_id,
+        "experiment_id": str(model.experiment_id),
+        "name": model.name,
+        "creation_timestamp_ms": model.creation_timestamp_ms,
+        "last_updated_timestamp_ms": model.last_updated_timestamp_ms,
+        "artifact_uri": model.artifact_location,
+        "status": model.status,
+        "creator_id": str(model.creator_id) if model.creator_id else "",
+        "tags": [{"key": t.key, "value": t.value} for t in model.tags.all()],
+    }
+    if model.model_type:
+        info["model_type"] = model.model_type
+    if model.source_run_id:
+        info["source_run_id"] = model.source_run_id
+    if model.status_message:
+        info["status_message"] = model.status_message
+    return {
+        "info": info,
+        "data": {"params": [{"key": p.key, "value": p.value} for p in model.params.all()], "metrics": []},
+    }

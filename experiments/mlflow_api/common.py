@@ -1,0 +1,189 @@
+"""What every MLflow-compatible endpoint shares: errors, request parsing, JSON encoding.
+
+Protocol quirks the `mlflow` client depends on:
+- success is HTTP 200 exactly; the client treats 201 and 204 as failures;
+- errors are `{"error_code": ..., "message": ...}` with a 4xx status for client mistakes, because
+  the client retries 5xx responses for minutes;
+- ids are JSON strings; NaN and ±infinity travel as the strings "NaN", "Infinity", "-Infinity".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1_000_000  # MLflow's MAX_BATCH_LOG_REQUEST_SIZE
+
+STATUS_BY_CODE = {
+    "INVALID_PARAMETER_VALUE": 400,
+    "BAD_REQUEST": 400,
+    "INVALID_STATE": 400,
+    "RESOURCE_ALREADY_EXISTS": 400,
+    "RESOURCE_DOES_NOT_EXIST": 404,
+    "ENDPOINT_NOT_FOUND": 404,
+    "PERMISSION_DENIED": 403,
+    "UNAUTHENTICATED": 401,
+    "RESOURCE_EXHAUSTED": 429,
+    "REQUEST_LIMIT_EXCEEDED": 429,
+    "INTERNAL_ERROR": 500,
+}
+
+
+class MlflowError(Exception):
+    """An error the client understands. Raise it anywhere below an endpoint."""
+
+    def __init__(self, message: str, error_code: str = "INVALID_PARAMETER_VALUE") -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_code = error_code
+
+    @property
+    def status(self) -> int:
+        return STATUS_BY_CODE.get(self.error_code, 400)
+
+
+def not_found(message: str) -> MlflowError:
+    return MlflowError(message, "RESOURCE_DOES_NOT_EXIST")
+
+
+def invalid(message: str) -> MlflowError:
+    return MlflowError(message, "INVALID_PARAMETER_VALUE")
+
+
+def json_response(payload: Any, status: int = 200) -> HttpResponse:
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    return HttpResponse(body, status=status, content_type="application/json")
+
+
+def error_response(error: MlflowError) -> HttpResponse:
+    return json_response({"error_code": error.error_code, "message": error.message}, status=error.status)
+
+
+def encode_float(value: float) -> float | str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def parse_float(value: Any, path: str) -> float:
+    """A double from JSON: a number, or one of the strings protobuf uses ("NaN", "Infinity", …)."""
+    if isinstance(value, bool) or value is None:
+        raise invalid(f"Invalid value {json.dumps(value)} for parameter '{path}' supplied: must be a double")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise invalid(f"Invalid value {json.dumps(value)} for parameter '{path}' supplied: must be a double")
+
+
+def parse_int(value: Any, path: str, default: int | None = None) -> int:
+    """An int64 from JSON: protobuf's JSON mapping allows numbers and numeric strings."""
+    if value is None or value == "":
+        if default is None:
+            raise invalid(f"Missing value for required parameter '{path}'.")
+        return default
+    if isinstance(value, bool):
+        raise invalid(f"Parameter '{path}' must be an integer, got '{value}'.")
+    try:
+        number = int(value) if not isinstance(value, float) else int(value) if value.is_integer() else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not (-(2**63) <= number < 2**63):
+        raise invalid(f"Parameter '{path}' must be an integer, got '{value}'.")
+    return number
+
+
+def require_str(data: dict[str, Any], key: str, *, allow_empty: bool = False) -> str:
+    value = data.get(key)
+    if value is None or (value == "" and not allow_empty):
+        raise invalid(f"Missing value for required parameter '{key}'. See the API docs for more information "
+                      "about request parameters.")  # fmt: skip
+    if not isinstance(value, str):
+        raise invalid(f"Invalid value {json.dumps(value)} for parameter '{key}' supplied: must be a string")
+    return value
+
+
+def optional_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise invalid(f"Invalid value {json.dumps(value)} for parameter '{key}' supplied: must be a string")
+    return value
+
+
+def read_json(request: HttpRequest) -> dict[str, Any]:
+    """The request's parameters: the JSON body for writes, the query string for GETs."""
+    if request.method == "GET":
+        params: dict[str, Any] = {}
+        for key in request.GET:
+            values = request.GET.getlist(key)
+            params[key] = values if len(values) > 1 or key.endswith("_ids") else values[0]
+        return params
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > MAX_BODY_BYTES:
+        raise invalid(
+            f"Batched logging API requests must be at most {MAX_BODY_BYTES} bytes, got a request of size {length}."
+        )
+    raw = request.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise invalid(
+            f"Batched logging API requests must be at most {MAX_BODY_BYTES} bytes, got a request of size "
+            f"more than {MAX_BODY_BYTES}."
+        )
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MlflowError(f"Malformed JSON request body: {exc}", "BAD_REQUEST") from None
+    if not isinstance(data, dict):
+        raise MlflowError("The request body must be a JSON object", "BAD_REQUEST")
+    return data
+
+
+Handler = Callable[..., Any]
+
+
+def endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpResponse]]:
+    """Wrap a handler `(request, data, **kwargs) -> dict` into a view speaking MLflow's protocol."""
+
+    def decorator(handler: Handler) -> Callable[..., HttpResponse]:
+        @csrf_exempt
+        @wraps(handler)
+        def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                return error_response(
+                    MlflowError(f"{request.method} is not allowed here; use {' or '.join(methods)}", "BAD_REQUEST")
+                )
+            try:
+                data = read_json(request) if request.method != "DELETE" or request.body else {}
+                result = handler(request, data, **kwargs)
+            except MlflowError as exc:
+                return error_response(exc)
+            except DatabaseError:
+                logger.exception("database error in an MLflow endpoint", extra={"path": request.path})
+                return error_response(MlflowError("internal database error; try again", "INTERNAL_ERROR"))
+            if isinstance(result, HttpResponse):
+                return result
+            return json_response(result if result is not None else {})
+
+        view.mlflow_methods = methods  # type: ignore[attr-defined]
+        return view
+
+    return decorator

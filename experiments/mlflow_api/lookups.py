@@ -1,0 +1,59 @@
+"""Fetch experiments and runs for a user, checking their per-experiment permission."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from experiments import permissions
+from experiments.mlflow_api.common import MlflowError, invalid, not_found
+from experiments.models import Experiment, Permission, Run
+
+
+def parse_experiment_id(value: Any, path: str = "experiment_id") -> int:
+    if value is None or value == "":
+        raise invalid(f"Missing value for required parameter '{path}'.")
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise invalid(f"Invalid experiment ID '{value}'. Experiment ID must be a valid integer.") from None
+    if number < 0 or number >= 2**63:
+        raise invalid(f"Invalid experiment ID '{value}'. Experiment ID must be a valid integer.")
+    return number
+
+
+def deny(user: Any, level: str) -> MlflowError:
+    name = user.get_username() if getattr(user, "is_authenticated", False) else "anonymous"
+    return MlflowError(f"Permission denied: user '{name}' needs {level} on this experiment.", "PERMISSION_DENIED")
+
+
+def check(user: Any, experiment: Experiment, level: str) -> None:
+    current = permissions.level_for(user, experiment)
+    if current == 0:
+        # Not even READ: answer as if it did not exist, so ids cannot be probed.
+        raise not_found(f"Could not find experiment with ID {experiment.pk}")
+    if not permissions.can(user, experiment, level):
+        raise deny(user, level)
+
+
+def experiment_for(user: Any, experiment_id: Any, level: str = Permission.READ) -> Experiment:
+    pk = parse_experiment_id(experiment_id)
+    experiment = Experiment.objects.filter(pk=pk).first()
+    if experiment is None:
+        raise not_found(f"Could not find experiment with ID {pk}")
+    check(user, experiment, level)
+    return experiment
+
+
+def run_for(user: Any, run_id: Any, level: str = Permission.READ) -> Run:
+    if not run_id or not isinstance(run_id, str):
+        raise invalid("Missing value for required parameter 'run_id'.")
+    run = Run.objects.select_related("experiment").filter(pk=run_id).first()
+    if run is None:
+        raise not_found(f"Run with id={run_id} not found")
+    try:
+        check(user, run.experiment, level)
+    except MlflowError as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise not_found(f"Run with id={run_id} not found") from None
+        raise
+    return run

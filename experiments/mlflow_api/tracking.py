@@ -1,0 +1,374 @@
+"""MLflow REST API 2.0: experiments, runs, params, metrics, tags, inputs and outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from experiments import permissions, services
+from experiments.entities import RUN_PREFETCH, experiment_json, metric_json, run_json
+from experiments.mlflow_api.common import (
+    endpoint,
+    invalid,
+    not_found,
+    optional_str,
+    parse_float,
+    parse_int,
+    require_str,
+)
+from experiments.mlflow_api.lookups import experiment_for, run_for
+from experiments.models import Experiment, LifecycleStage, LoggedModel, Metric, Permission, Run, RunOutput
+from experiments.services import MetricPoint
+
+MAX_HISTORY_PAGE = 25_000
+
+
+def _tags(data: dict[str, Any], key: str = "tags") -> list[tuple[Any, Any]]:
+    raw = data.get(key) or []
+    if not isinstance(raw, list):
+        raise invalid(f"Invalid value for parameter '{key}' supplied: must be a list")
+    out = []
+    for index, tag in enumerate(raw):
+        if not isinstance(tag, dict):
+            raise invalid(f"Invalid value for parameter '{key}[{index}]' supplied: must be an object")
+        out.append((tag.get("key"), tag.get("value")))
+    return out
+
+
+def _full_run(run_id: str) -> Run:
+    return Run.objects.prefetch_related(*RUN_PREFETCH).get(pk=run_id)
+
+
+# Experiments -------------------------------------------------------------------------------------
+
+
+@endpoint("POST")
+def create_experiment(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    from accounts.services import has_role
+
+    if not has_role(request.user, "editor"):
+        from experiments.mlflow_api.common import MlflowError
+
+        raise MlflowError("Permission denied: creating experiments needs the editor role.", "PERMISSION_DENIED")
+    experiment = services.create_experiment(
+        require_str(data, "name"),
+        owner=request.user,
+        tags=_tags(data),
+        artifact_location=optional_str(data, "artifact_location"),
+    )
+    return {"experiment_id": str(experiment.pk)}
+
+
+@endpoint("GET")
+def get_experiment(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = experiment_for(request.user, data.get("experiment_id"))
+    return {"experiment": experiment_json(experiment)}
+
+
+@endpoint("GET")
+def get_experiment_by_name(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    name = require_str(data, "experiment_name")
+    experiment = Experiment.objects.filter(name=name).first()
+    if experiment is None or not permissions.can(request.user, experiment, Permission.READ):
+        raise not_found(f"Could not find experiment with name '{name}'")
+    return {"experiment": experiment_json(experiment)}
+
+
+@endpoint("POST", "GET")
+def search_experiments(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    from experiments.search import search_experiments as run_search
+
+    experiments, token = run_search(
+        request.user,
+        filter_string=optional_str(data, "filter") or "",
+        order_by=data.get("order_by") or [],
+        max_results=parse_int(data.get("max_results"), "max_results", 1000),
+        page_token=optional_str(data, "page_token"),
+        view_type=optional_str(data, "view_type") or "ACTIVE_ONLY",
+    )
+    result: dict[str, Any] = {"experiments": [experiment_json(e) for e in experiments]}
+    if token:
+        result["next_page_token"] = token
+    return result
+
+
+@endpoint("POST")
+def update_experiment(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = experiment_for(request.user, data.get("experiment_id"), Permission.EDIT)
+    new_name = optional_str(data, "new_name")
+    if new_name:
+        services.rename_experiment(experiment, new_name, actor=request.user)
+    return {}
+
+
+@endpoint("POST")
+def delete_experiment(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = experiment_for(request.user, data.get("experiment_id"), Permission.MANAGE)
+    services.set_experiment_lifecycle(experiment, LifecycleStage.DELETED, actor=request.user)
+    return {}
+
+
+@endpoint("POST")
+def restore_experiment(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = experiment_for(request.user, data.get("experiment_id"), Permission.MANAGE)
+    services.set_experiment_lifecycle(experiment, LifecycleStage.ACTIVE, actor=request.user)
+    return {}
+
+
+@endpoint("POST")
+def set_experiment_tag(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = experiment_for(request.user, data.get("experiment_id"), Permission.EDIT)
+    services.set_experiment_tag(experiment, require_str(data, "key"), data.get("value"))
+    return {}
+
+
+@endpoint("POST")
+def delete_experiment_tag(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = experiment_for(request.user, data.get("experiment_id"), Permission.EDIT)
+    services.delete_experiment_tag(experiment, require_str(data, "key"))
+    return {}
+
+
+# Runs --------------------------------------------------------------------------------------------
+
+
+@endpoint("POST")
+def create_run(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = experiment_for(request.user, data.get("experiment_id") or "0", Permission.EDIT)
+    run = services.create_run(
+        experiment,
+        user_id=optional_str(data, "user_id") or request.user.get_username(),
+        start_time=parse_int(data.get("start_time"), "start_time", 0) or None,
+        run_name=optional_str(data, "run_name"),
+        tags=_tags(data),
+    )
+    return {"run": run_json(_full_run(run.pk))}
+
+
+@endpoint("GET")
+def get_run(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    run = run_for(request.user, data.get("run_id") or data.get("run_uuid"))
+    return {"run": run_json(_full_run(run.pk))}
+
+
+@endpoint("POST")
+def update_run(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    run = run_for(request.user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
+    end_time = data.get("end_time")
+    services.update_run(
+        run,
+        status=optional_str(data, "status"),
+        end_time=parse_int(end_time, "end_time") if end_time not in (None, "") else None,
+        run_name=optional_str(data, "run_name"),
+    )
+    from experiments.entities import run_info_json
+
+    run.refresh_from_db()
+    return {"run_info": run_info_json(run)}
+
+
+@endpoint("POST")
+def delete_run(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    run = run_for(request.user, data.get("run_id"), Permission.EDIT)
+    services.set_run_lifecycle(run, LifecycleStage.DELETED, actor=request.user)
+    return {}
+
+
+@endpoint("POST")
+def restore_run(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    run = run_for(request.user, data.get("run_id"), Permission.EDIT)
+    services.set_run_lifecycle(run, LifecycleStage.ACTIVE, actor=request.user)
+    return {}
+
+
+def _metric_point(raw: Any, path: str) -> MetricPoint:
+    if not isinstance(raw, dict):
+        raise invalid(f"Invalid value for parameter '{path}' supplied: must be an object")
+    key = raw.get("key")
+    services.validate_key("Metric", key, f"{path}.key" if path else "key")
+    value = raw.get("value")
+    if value is None:
+        raise invalid(f"Missing value for required parameter '{path + '.' if path else ''}value'.")
+    timestamp = parse_int(raw.get("timestamp"), f"{path + '.' if path else ''}timestamp")
+    if timestamp < 0:
+        raise invalid(
+            f"Invalid value {timestamp} for parameter '{path + '.' if path else ''}timestamp' supplied: "
+            "Timestamp must be a nonnegative long (64-bit integer)"
+        )
+    return MetricPoint(
+        key=key,
+        value=parse_float(value, f"{path + '.' if path else ''}value"),
+        timestamp=timestamp,
+        step=parse_int(raw.get("step"), "step", 0),
+    )
+
+
+@endpoint("POST")
+def log_metric(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    run = run_for(request.user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
+    services.log_metrics(run, [_metric_point(data, "")])
+    return {}
+
+
+@endpoint("POST")
+def log_param(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    run = run_for(request.user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
+    services.log_params(run, [(data.get("key"), data.get("value"))])
+    return {}
+
+
+@endpoint("POST")
+def set_tag(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    run = run_for(request.user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
+    services.set_tags(run, [(data.get("key"), data.get("value"))])
+    return {}
+
+
+@endpoint("POST")
+def delete_tag(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    run = run_for(request.user, data.get("run_id"), Permission.EDIT)
+    services.delete_tag(run, require_str(data, "key"))
+    return {}
+
+
+@endpoint("POST")
+def log_batch(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    run = run_for(request.user, data.get("run_id"), Permission.EDIT)
+    metrics = data.get("metrics") or []
+    params = data.get("params") or []
+    tags = data.get("tags") or []
+    if not all(isinstance(x, list) for x in (metrics, params, tags)):
+        raise invalid("metrics, params and tags must be lists")
+    services.validate_batch_limits(len(metrics), len(params), len(tags))
+    points = [_metric_point(m, f"metrics[{i}]") for i, m in enumerate(metrics)]
+    services.log_batch(
+        run,
+        metrics=points,
+        params=[(p.get("key"), p.get("value")) if isinstance(p, dict) else (None, None) for p in params],
+        tags=_tags(data),
+    )
+    return {}
+
+
+@endpoint("POST")
+def log_inputs(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    run = run_for(request.user, data.get("run_id"), Permission.EDIT)
+    datasets = data.get("datasets") or []
+    if not isinstance(datasets, list):
+        raise invalid("Invalid value for parameter 'datasets' supplied: must be a list")
+    services.log_inputs(run, datasets)
+    models = data.get("models") or []
+    for item in models if isinstance(models, list) else []:
+        _link_output(run, item)  # model inputs are recorded like outputs for lineage
+    return {}
+
+
+def _link_output(run: Run, item: Any) -> None:
+    if not isinstance(item, dict) or not item.get("model_id"):
+        raise invalid("Missing value for required parameter 'models.model_id'.")
+    model = LoggedModel.objects.filter(pk=item["model_id"]).first()
+    if model is None:
+        raise not_found(f"Logged model with ID '{item['model_id']}' not found.")
+    RunOutput.objects.get_or_create(run=run, model=model, defaults={"step": parse_int(item.get("step"), "step", 0)})
+
+
+@endpoint("POST")
+def log_outputs(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    run = run_for(request.user, data.get("run_id"), Permission.EDIT)
+    models = data.get("models") or []
+    if not isinstance(models, list):
+        raise invalid("Invalid value for parameter 'models' supplied: must be a list")
+    for item in models:
+        _link_output(run, item)
+    return {}
+
+
+@endpoint("POST")
+def search_runs(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    from experiments.search import search_runs as run_search
+
+    experiment_ids = data.get("experiment_ids") or []
+    if not isinstance(experiment_ids, list):
+        experiment_ids = [experiment_ids]
+    order_by = data.get("order_by") or []
+    if isinstance(order_by, str):
+        order_by = [order_by]
+    runs, token = run_search(
+        request.user,
+        experiment_ids=[str(e) for e in experiment_ids],
+        filter_string=optional_str(data, "filter") or "",
+        order_by=order_by,
+        max_results=parse_int(data.get("max_results"), "max_results", 1000),
+        page_token=optional_str(data, "page_token"),
+        view_type=optional_str(data, "run_view_type") or "ACTIVE_ONLY",
+    )
+    result: dict[str, Any] = {"runs": [run_json(r) for r in runs]}
+    if token:
+        result["next_page_token"] = token
+    return result
+
+
+# Metric history ----------------------------------------------------------------------------------
+
+
+@endpoint("GET")
+def get_metric_history(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    """A metric's points ordered by step and timestamp, paged with `max_results` and `page_token`."""
+    import base64
+    import json
+
+    run = run_for(request.user, data.get("run_id") or data.get("run_uuid"))
+    key = require_str(data, "metric_key")
+    max_results = parse_int(data.get("max_results"), "max_results", MAX_HISTORY_PAGE)
+    if not 1 <= max_results <= MAX_HISTORY_PAGE:
+        raise invalid(
+            f"Invalid value {max_results} for parameter 'max_results' supplied: must be 1 to {MAX_HISTORY_PAGE}"
+        )
+    token = optional_str(data, "page_token")
+    qs = Metric.objects.filter(run=run, key=key).order_by("step", "timestamp", "id")
+    if token:
+        try:
+            after = json.loads(base64.urlsafe_b64decode(token.encode()))
+            step, ts, last_id = int(after["step"]), int(after["timestamp"]), int(after["id"])
+        except (ValueError, KeyError, TypeError):
+            raise invalid(f"Invalid page token: {token!r}") from None
+        from django.db.models import Q
+
+        qs = qs.filter(Q(step__gt=step) | Q(step=step, timestamp__gt=ts) | Q(step=step, timestamp=ts, id__gt=last_id))
+    rows = list(qs.only("key", "value", "is_nan", "timestamp", "step", "id")[: max_results + 1])
+    result: dict[str, Any] = {"metrics": [metric_json(m) for m in rows[:max_results]]}
+    if len(rows) > max_results:
+        last = rows[max_results - 1]
+        result["next_page_token"] = base64.urlsafe_b64encode(
+            json.dumps({"step": last.step, "timestamp": last.timestamp, "id": last.id}).encode()
+        ).decode()
+    return result
+
+
+@endpoint("GET")
+def get_metric_history_bulk_interval(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
+    """Up to `max_results` points per run between start_step and end_step, evenly spread over steps."""
+    from experiments.queries import sampled_history
+
+    run_ids = data.get("run_ids") or []
+    if isinstance(run_ids, str):
+        run_ids = [run_ids]
+    if not run_ids:
+        raise invalid("Missing value for required parameter 'run_ids'.")
+    if len(run_ids) > 100:
+        raise invalid("GetMetricHistoryBulkInterval request must specify at most 100 run_ids. Received 101 run_ids.")
+    key = require_str(data, "metric_key")
+    max_results = parse_int(data.get("max_results"), "max_results", 320)
+    if not 1 <= max_results <= 1000:
+        raise invalid(f"max_results must be between 1 and 1000, got {max_results}")
+    start = data.get("start_step")
+    end = data.get("end_step")
+    start_step = parse_int(start, "start_step") if start not in (None, "") else None
+    end_step = parse_int(end, "end_step") if end not in (None, "") else None
+    metrics = []
+    for run_id in run_ids:
+        run = run_for(request.user, run_id)
+        for m in sampled_history(run.pk, key, max_results, start_step, end_step):
+            metrics.append(metric_json(m, with_run=True))
+    return {"metrics": metrics}

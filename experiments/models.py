@@ -1,0 +1,276 @@
+"""Experiments, runs and what runs log: the data behind the MLflow-compatible tracking API.
+
+Times are integer milliseconds since the epoch, as MLflow stores and sends them. Metric values
+that are NaN are stored as 0 with `is_nan` set (SQLite cannot store NaN); ±infinity are stored as
+they are.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+class LifecycleStage(models.TextChoices):
+    ACTIVE = "active"
+    DELETED = "deleted"
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "RUNNING"
+    SCHEDULED = "SCHEDULED"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+
+class Permission(models.TextChoices):
+    READ = "READ"
+    EDIT = "EDIT"
+    MANAGE = "MANAGE"
+
+
+PERMISSION_RANK = {"NO_PERMISSIONS": 0, Permission.READ: 1, Permission.EDIT: 2, Permission.MANAGE: 3}
+
+
+class Experiment(models.Model):
+    """A named group of runs. Experiment 0, "Default", always exists (created by a migration)."""
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=500, unique=True)
+    artifact_location = models.CharField(max_length=1000)
+    lifecycle_stage = models.CharField(max_length=16, choices=LifecycleStage.choices, default=LifecycleStage.ACTIVE)
+    creation_time = models.BigIntegerField(default=now_ms)
+    last_update_time = models.BigIntegerField(default=now_ms, db_index=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-last_update_time", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExperimentTag(models.Model):
+    """A key/value tag on an experiment (`mlflow.note.content` holds its description)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="tags")
+    key = models.CharField(max_length=250)
+    value = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "key"], name="experiment_tag_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value[:40]}"
+
+
+class ExperimentPermission(models.Model):
+    """What one user may do with one experiment: READ, EDIT or MANAGE (creators get MANAGE)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="permissions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    level = models.CharField(max_length=8, choices=Permission.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "user"], name="experiment_permission_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.level} {self.experiment}"
+
+
+class Run(models.Model):
+    """One execution of training code, logging params, metrics, tags, inputs and artifacts."""
+
+    run_uuid = models.CharField(max_length=32, primary_key=True, default=new_run_id)
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
+    name = models.CharField(max_length=250, blank=True)
+    user_id = models.CharField(max_length=256, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    start_time = models.BigIntegerField(default=now_ms)
+    end_time = models.BigIntegerField(null=True, blank=True)
+    lifecycle_stage = models.CharField(max_length=16, choices=LifecycleStage.choices, default=LifecycleStage.ACTIVE)
+    artifact_uri = models.CharField(max_length=1000)
+    deleted_time = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-start_time", "run_uuid"]
+        indexes = [
+            models.Index(fields=["experiment", "lifecycle_stage", "-start_time", "run_uuid"], name="run_search_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.run_uuid
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in (RunStatus.RUNNING, RunStatus.SCHEDULED)
+
+
+class Param(models.Model):
+    """An immutable hyperparameter of a run: logging the same key with another value is an error."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="params")
+    key = models.CharField(max_length=250)
+    value = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="param_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value[:40]}"
+
+
+class RunTag(models.Model):
+    """A mutable key/value tag on a run (`mlflow.runName`, `mlflow.user`, `mlflow.source.name`…)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags")
+    key = models.CharField(max_length=250)
+    value = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="run_tag_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value[:40]}"
+
+
+class Metric(models.Model):
+    """One point of a metric's history. Identical points are stored once, so retries are harmless."""
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    key = models.CharField(max_length=250)
+    value = models.FloatField()
+    is_nan = models.BooleanField(default=False)
+    timestamp = models.BigIntegerField()
+    step = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "key", "step", "timestamp", "value", "is_nan"], name="metric_point_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}[{self.step}]={self.value}"
+
+
+class LatestMetric(models.Model):
+    """Each run's latest value per metric key (max step, then timestamp, then value), for search and tables."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="latest_metrics")
+    key = models.CharField(max_length=250)
+    value = models.FloatField()
+    is_nan = models.BooleanField(default=False)
+    timestamp = models.BigIntegerField()
+    step = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="latest_metric_unique_key")]
+        indexes = [models.Index(fields=["key", "value"], name="latest_metric_key_value_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
+
+
+class RunInput(models.Model):
+    """A dataset a run used (MLflow `log_input`); the digest links it to a dataset version."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="inputs")
+    name = models.CharField(max_length=500)
+    digest = models.CharField(max_length=64, db_index=True)
+    source_type = models.CharField(max_length=100)
+    source = models.TextField()
+    schema = models.TextField(blank=True)
+    profile = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "name", "digest"], name="run_input_unique_dataset")]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.digest}"
+
+
+class LoggedModelStatus(models.TextChoices):
+    PENDING = "LOGGED_MODEL_PENDING"
+    READY = "LOGGED_MODEL_READY"
+    FAILED = "LOGGED_MODEL_UPLOAD_FAILED"
+
+
+class LoggedModel(models.Model):
+    """An MLflow 3 logged model: a model's artifacts, params, tags, and the run that produced it."""
+
+    model_id = models.CharField(max_length=64, primary_key=True)
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="logged_models")
+    name = models.CharField(max_length=500)
+    artifact_location = models.CharField(max_length=1000)
+    status = models.CharField(max_length=32, choices=LoggedModelStatus.choices, default=LoggedModelStatus.PENDING)
+    status_message = models.TextField(blank=True)
+    model_type = models.CharField(max_length=500, blank=True)
+    source_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    creator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    creation_timestamp_ms = models.BigIntegerField(default=now_ms)
+    last_updated_timestamp_ms = models.BigIntegerField(default=now_ms)
+    lifecycle_stage = models.CharField(max_length=16, choices=LifecycleStage.choices, default=LifecycleStage.ACTIVE)
+
+    class Meta:
+        ordering = ["-creation_timestamp_ms"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model_id})"
+
+
+class LoggedModelTag(models.Model):
+    model = models.ForeignKey(LoggedModel, on_delete=models.CASCADE, related_name="tags")
+    key = models.CharField(max_length=250)
+    value = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "key"], name="logged_model_tag_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value[:40]}"
+
+
+class LoggedModelParam(models.Model):
+    model = models.ForeignKey(LoggedModel, on_delete=models.CASCADE, related_name="params")
+    key = models.CharField(max_length=250)
+    value = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "key"], name="logged_model_param_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value[:40]}"
+
+
+class RunOutput(models.Model):
+    """A logged model a run produced (MLflow `runs/outputs`)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="outputs")
+    model = models.ForeignKey(LoggedModel, on_delete=models.CASCADE, related_name="+")
+    step = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "model"], name="run_output_unique_model")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} -> {self.model_id}"

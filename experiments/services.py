@@ -1,0 +1,405 @@
+"""The write path of experiment tracking. The MLflow API, the dashboard and jobs all call these.
+
+Every write is idempotent where clients retry: metric points are unique, params accept the same
+value again, tags are upserts, deletes of deleted things succeed.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from accounts.services import record_audit
+from experiments.mlflow_api.common import MlflowError, invalid, not_found
+from experiments.models import (
+    Experiment,
+    ExperimentPermission,
+    ExperimentTag,
+    LatestMetric,
+    LifecycleStage,
+    Metric,
+    Param,
+    Permission,
+    Run,
+    RunInput,
+    RunStatus,
+    RunTag,
+    now_ms,
+)
+
+MAX_ENTITY_KEY_LENGTH = 250
+MAX_PARAM_VAL_LENGTH = 6000
+MAX_TAG_VAL_LENGTH = 8000
+MAX_EXPERIMENT_NAME_LENGTH = 500
+MAX_EXPERIMENT_TAG_VAL_LENGTH = 20000
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000
+_NAME_RE = re.compile(r"^[/\w.\- :]*$")
+ARTIFACT_SCHEME = "mlflow-artifacts:"
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    key: str
+    value: float
+    timestamp: int
+    step: int
+
+
+# Validation with MLflow's own messages ------------------------------------------------------------
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def validate_key(kind: str, key: Any, path: str) -> str:
+    if not isinstance(key, str) or key == "":
+        raise invalid(f"Invalid value {_json(key)} for parameter '{path}' supplied: {kind} name cannot be empty.")
+    if not _NAME_RE.match(key):
+        raise invalid(
+            f"Invalid value {_json(key)} for parameter '{path}' supplied: Names may only contain alphanumerics, "
+            "underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/)."
+        )
+    norm = posixpath.normpath(key)
+    if norm != key or norm == "." or norm.startswith("..") or norm.startswith("/"):
+        raise invalid(
+            f"Invalid value {_json(key)} for parameter '{path}' supplied: Names may be treated as files in certain "
+            f"cases, and must not resolve to other names when treated as such. This name would resolve to {norm!r}"
+        )
+    if len(key) > MAX_ENTITY_KEY_LENGTH:
+        raise invalid(f"'{path}' exceeds the maximum length of {MAX_ENTITY_KEY_LENGTH} characters")
+    return key
+
+
+def validate_value(value: Any, limit: int, path: str) -> str:
+    if value is None:
+        raise invalid(f"Missing value for required parameter '{path}'.")
+    if not isinstance(value, str):
+        value = str(value)
+    if len(value) > limit:
+        raise invalid(f"'{path}' exceeds the maximum length of {limit} characters")
+    return value
+
+
+def validate_experiment_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise invalid("Invalid experiment name: '{}'".format(name if name is not None else ""))
+    if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
+        raise invalid(f"'name' exceeds the maximum length of {MAX_EXPERIMENT_NAME_LENGTH} characters")
+    return name
+
+
+def validate_batch_limits(metrics: int, params: int, tags: int) -> None:
+    for name, limit, count in (
+        ("metrics", MAX_METRICS_PER_BATCH, metrics),
+        ("params", MAX_PARAMS_TAGS_PER_BATCH, params),
+        ("tags", MAX_PARAMS_TAGS_PER_BATCH, tags),
+        ("metrics, params, and tags", MAX_ENTITIES_PER_BATCH, metrics + params + tags),
+    ):
+        if count > limit:
+            raise invalid(
+                f"A batch logging request can contain at most {limit} {name}. Got {count} {name}. "
+                f"Please split up {name} across multiple requests and try again."
+            )
+
+
+# Experiments -------------------------------------------------------------------------------------
+
+
+def create_experiment(
+    name: str, *, owner: Any, tags: Iterable[tuple[str, str]] = (), artifact_location: str | None = None
+) -> Experiment:
+    name = validate_experiment_name(name)
+    if artifact_location:
+        # Every byte goes through the portal's own store: a client cannot point an experiment elsewhere.
+        raise invalid(
+            f"Invalid value {_json(artifact_location)} for parameter 'artifact_location' supplied: the portal "
+            "chooses artifact locations (under mlflow-artifacts:/); leave it empty"
+        )
+    tag_rows = [(validate_key("Tag", k, "tags.key"), validate_value(v, MAX_EXPERIMENT_TAG_VAL_LENGTH, "tags.value"))
+                for k, v in tags]  # fmt: skip
+    try:
+        with transaction.atomic():
+            experiment = Experiment.objects.create(name=name, artifact_location="", owner=owner)
+            experiment.artifact_location = f"{ARTIFACT_SCHEME}/{experiment.pk}"
+            experiment.save(update_fields=["artifact_location"])
+            ExperimentTag.objects.bulk_create(
+                [ExperimentTag(experiment=experiment, key=k, value=v) for k, v in tag_rows]
+            )
+            if owner is not None and getattr(owner, "is_authenticated", False):
+                ExperimentPermission.objects.create(experiment=experiment, user=owner, level=Permission.MANAGE)
+            record_audit(owner, "experiment.create", experiment, {"name": name})
+    except IntegrityError:
+        raise MlflowError(f"Experiment '{name}' already exists.", "RESOURCE_ALREADY_EXISTS") from None
+    return experiment
+
+
+def rename_experiment(experiment: Experiment, new_name: str, *, actor: Any) -> None:
+    new_name = validate_experiment_name(new_name)
+    if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
+        raise MlflowError("Cannot rename a non-active experiment.", "INVALID_STATE")
+    try:
+        with transaction.atomic():
+            old = experiment.name
+            experiment.name = new_name
+            experiment.last_update_time = now_ms()
+            experiment.save(update_fields=["name", "last_update_time"])
+            record_audit(actor, "experiment.rename", experiment, {"from": old, "to": new_name})
+    except IntegrityError:
+        raise MlflowError(f"Experiment '{new_name}' already exists.", "RESOURCE_ALREADY_EXISTS") from None
+
+
+def set_experiment_lifecycle(experiment: Experiment, stage: str, *, actor: Any) -> None:
+    """Delete (soft) or restore an experiment and its runs. Experiment 0 cannot be deleted."""
+    if experiment.pk == 0 and stage == LifecycleStage.DELETED:
+        raise invalid("Cannot delete the default experiment '0'. This is an internally reserved experiment.")
+    with transaction.atomic():
+        experiment.lifecycle_stage = stage
+        experiment.last_update_time = now_ms()
+        experiment.save(update_fields=["lifecycle_stage", "last_update_time"])
+        Run.objects.filter(experiment=experiment).update(
+            lifecycle_stage=stage, deleted_time=now_ms() if stage == LifecycleStage.DELETED else None
+        )
+        record_audit(actor, f"experiment.{'delete' if stage == LifecycleStage.DELETED else 'restore'}", experiment)
+
+
+def set_experiment_tag(experiment: Experiment, key: str, value: Any) -> None:
+    key = validate_key("Tag", key, "key")
+    value = validate_value(value, MAX_EXPERIMENT_TAG_VAL_LENGTH, "value")
+    if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
+        raise MlflowError(f"The experiment {experiment.pk} must be in the 'active' state.", "INVALID_STATE")
+    ExperimentTag.objects.update_or_create(experiment=experiment, key=key, defaults={"value": value})
+
+
+def delete_experiment_tag(experiment: Experiment, key: str) -> None:
+    deleted, _ = ExperimentTag.objects.filter(experiment=experiment, key=key).delete()
+    if not deleted:
+        raise not_found(f"No tag with name: {key} in experiment with id {experiment.pk}")
+
+
+# Runs --------------------------------------------------------------------------------------------
+
+
+def create_run(
+    experiment: Experiment,
+    *,
+    user_id: str,
+    start_time: int | None,
+    run_name: str | None,
+    tags: list[tuple[str, str]],
+) -> Run:
+    if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
+        raise MlflowError(
+            f"The experiment {experiment.pk} must be in the 'active' state. "
+            f"Current state is {experiment.lifecycle_stage}.",
+            "INVALID_PARAMETER_VALUE",
+        )
+    tag_map = {validate_key("Tag", k, "tags.key"): validate_value(v, MAX_TAG_VAL_LENGTH, "tags.value") for k, v in tags}
+    name = run_name or tag_map.get("mlflow.runName") or _generated_name()
+    tag_map["mlflow.runName"] = name
+    if user_id:
+        tag_map.setdefault("mlflow.user", user_id)
+    with transaction.atomic():
+        run = Run(experiment=experiment, name=name[:250], user_id=user_id, start_time=start_time or now_ms())
+        run.artifact_uri = f"{experiment.artifact_location}/{run.run_uuid}/artifacts"
+        run.save(force_insert=True)
+        RunTag.objects.bulk_create([RunTag(run=run, key=k, value=v) for k, v in tag_map.items()])
+        Experiment.objects.filter(pk=experiment.pk).update(last_update_time=now_ms())
+    return run
+
+
+def _generated_name() -> str:
+    import secrets
+
+    adjectives = ["bright", "calm", "eager", "gentle", "keen", "lucky", "merry", "quick", "sharp", "wise"]
+    animals = ["otter", "heron", "lynx", "panda", "fox", "owl", "whale", "yak", "crane", "bee"]
+    return f"{secrets.choice(adjectives)}-{secrets.choice(animals)}-{secrets.randbelow(1000)}"
+
+
+def require_active(run: Run) -> None:
+    if run.lifecycle_stage != LifecycleStage.ACTIVE:
+        raise invalid(f"The run {run.run_uuid} must be in the 'active' state. Current state is {run.lifecycle_stage}.")
+
+
+def update_run(run: Run, *, status: str | None, end_time: int | None, run_name: str | None) -> Run:
+    require_active(run)
+    fields = []
+    if status:
+        if status not in RunStatus.values:
+            raise invalid(f"Invalid value {_json(status)} for parameter 'status' supplied.")
+        run.status = status
+        fields.append("status")
+    if end_time is not None:
+        run.end_time = end_time
+        fields.append("end_time")
+    with transaction.atomic():
+        if run_name:
+            run.name = run_name[:250]
+            fields.append("name")
+            RunTag.objects.update_or_create(run=run, key="mlflow.runName", defaults={"value": run_name})
+        if fields:
+            run.save(update_fields=fields)
+    return run
+
+
+def set_run_lifecycle(run: Run, stage: str, *, actor: Any) -> None:
+    with transaction.atomic():
+        run.lifecycle_stage = stage
+        run.deleted_time = now_ms() if stage == LifecycleStage.DELETED else None
+        run.save(update_fields=["lifecycle_stage", "deleted_time"])
+        record_audit(actor, f"run.{'delete' if stage == LifecycleStage.DELETED else 'restore'}", run)
+
+
+def log_params(run: Run, params: list[tuple[Any, Any]]) -> None:
+    """Log params; the same value again is fine, a different value for a logged key is an error."""
+    require_active(run)
+    clean: dict[str, str] = {}
+    for index, (key, value) in enumerate(params):
+        path = f"params[{index}]" if len(params) > 1 else "key"
+        key = validate_key("Param", key, f"{path}.key" if len(params) > 1 else "key")
+        value = validate_value(value, MAX_PARAM_VAL_LENGTH, f"{path}.value" if len(params) > 1 else "value")
+        if key in clean and clean[key] != value:
+            raise invalid(
+                f"Duplicate parameter keys have been submitted: [{key!r}]. Please ensure the request contains only "
+                "one param value per param key."
+            )
+        clean[key] = value
+    if not clean:
+        return
+    with transaction.atomic():
+        Param.objects.bulk_create([Param(run=run, key=k, value=v) for k, v in clean.items()], ignore_conflicts=True)
+        existing = dict(Param.objects.filter(run=run, key__in=list(clean)).values_list("key", "value"))
+    for key, value in clean.items():
+        if existing.get(key) != value:
+            raise invalid(
+                f"Changing param values is not allowed. Param with key='{key}' was already logged with "
+                f"value='{existing.get(key)}' for run ID='{run.run_uuid}'. Attempted logging new value '{value}'."
+            )
+
+
+def set_tags(run: Run, tags: list[tuple[Any, Any]]) -> None:
+    require_active(run)
+    clean = {}
+    for key, value in tags:
+        clean[validate_key("Tag", key, "key")] = validate_value(value, MAX_TAG_VAL_LENGTH, "value")
+    if not clean:
+        return
+    with transaction.atomic():
+        RunTag.objects.bulk_create(
+            [RunTag(run=run, key=k, value=v) for k, v in clean.items()],
+            update_conflicts=True,
+            unique_fields=["run", "key"],
+            update_fields=["value"],
+        )
+        if "mlflow.runName" in clean:
+            Run.objects.filter(pk=run.pk).update(name=clean["mlflow.runName"][:250])
+
+
+def delete_tag(run: Run, key: str) -> None:
+    require_active(run)
+    deleted, _ = RunTag.objects.filter(run=run, key=key).delete()
+    if not deleted:
+        raise not_found(f"No tag with name: {key} in run with id {run.run_uuid}")
+
+
+def _sort_key(point: MetricPoint) -> tuple[int, int, float]:
+    value = point.value
+    return (point.step, point.timestamp, -math.inf if math.isnan(value) else value)
+
+
+def log_metrics(run: Run, points: list[MetricPoint]) -> None:
+    """Append metric points (identical points are stored once) and move each key's latest value."""
+    require_active(run)
+    if not points:
+        return
+    rows = [
+        Metric(
+            run=run,
+            key=p.key,
+            value=0.0 if math.isnan(p.value) else p.value,
+            is_nan=math.isnan(p.value),
+            timestamp=p.timestamp,
+            step=p.step,
+        )
+        for p in points
+    ]
+    newest: dict[str, MetricPoint] = {}
+    for p in points:
+        if p.key not in newest or _sort_key(p) > _sort_key(newest[p.key]):
+            newest[p.key] = p
+    with transaction.atomic():
+        Metric.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+        candidates = [
+            LatestMetric(
+                run=run,
+                key=p.key,
+                value=0.0 if math.isnan(p.value) else p.value,
+                is_nan=math.isnan(p.value),
+                timestamp=p.timestamp,
+                step=p.step,
+            )
+            for p in newest.values()
+        ]
+        LatestMetric.objects.bulk_create(candidates, ignore_conflicts=True)
+        # Row locks serialise concurrent batches for the same run and key.
+        current = {m.key: m for m in LatestMetric.objects.select_for_update().filter(run=run, key__in=list(newest))}
+        changed = []
+        for key, point in newest.items():
+            row = current[key]
+            old = MetricPoint(key, math.nan if row.is_nan else row.value, row.timestamp, row.step)
+            if _sort_key(point) > _sort_key(old):
+                row.value = 0.0 if math.isnan(point.value) else point.value
+                row.is_nan = math.isnan(point.value)
+                row.timestamp, row.step = point.timestamp, point.step
+                changed.append(row)
+        if changed:
+            LatestMetric.objects.bulk_update(changed, ["value", "is_nan", "timestamp", "step"])
+
+
+def log_batch(
+    run: Run, *, metrics: list[MetricPoint], params: list[tuple[Any, Any]], tags: list[tuple[Any, Any]]
+) -> None:
+    validate_batch_limits(len(metrics), len(params), len(tags))
+    for index, point in enumerate(metrics):
+        validate_key("Metric", point.key, f"metrics[{index}].key")
+    with transaction.atomic():
+        log_params(run, params)
+        set_tags(run, tags)
+        log_metrics(run, metrics)
+
+
+def log_inputs(run: Run, datasets: list[dict[str, Any]]) -> None:
+    require_active(run)
+    with transaction.atomic():
+        for index, item in enumerate(datasets):
+            dataset = item.get("dataset") or {}
+            name = dataset.get("name")
+            digest = dataset.get("digest")
+            if not name or not digest:
+                raise invalid(f"Missing value for required parameter 'datasets[{index}].dataset.name/digest'.")
+            RunInput.objects.update_or_create(
+                run=run,
+                name=validate_value(name, 500, f"datasets[{index}].dataset.name"),
+                digest=validate_value(digest, 64, f"datasets[{index}].dataset.digest"),
+                defaults={
+                    "source_type": validate_value(dataset.get("source_type", ""), 100, "source_type"),
+                    "source": validate_value(dataset.get("source", ""), 65535, "source"),
+                    "schema": dataset.get("schema") or "",
+                    "profile": dataset.get("profile") or "",
+                    "tags": [
+                        {"key": str(t.get("key", ""))[:255], "value": str(t.get("value", ""))[:500]}
+                        for t in item.get("tags") or []
+                        if isinstance(t, dict)
+                    ],
+                },
+            )
