@@ -1,7 +1,7 @@
 """Per-experiment permissions: READ, EDIT, MANAGE.
 
 The experiment's creator gets MANAGE; admins can do anything; everyone else gets an explicit grant
-or TRACKING_DEFAULT_PERMISSION. The role caps it: a viewer never writes, whatever the grant.
+or TRACKING_DEFAULT_PERMISSION (at least EDIT on experiment 0, "Default", the shared sandbox). The role caps it: a viewer never writes, whatever the grant.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ def level_for(user: Any, experiment: Experiment) -> int:
             .first()
         )
         level = PERMISSION_RANK[grant or default_level()]
+        if experiment.pk == 0 and grant is None:
+            # "Default" is the shared sandbox every MLflow script logs to unless told otherwise.
+            level = max(level, PERMISSION_RANK[Permission.EDIT])
     if role == Role.VIEWER:
         level = min(level, PERMISSION_RANK[Permission.READ])
     return level

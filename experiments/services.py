@@ -116,6 +116,19 @@ def validate_batch_limits(metrics: int, params: int, tags: int) -> None:
 # Experiments -------------------------------------------------------------------------------------
 
 
+DEFAULT_EXPERIMENT_NAME = "Default"
+
+
+def ensure_default_experiment() -> Experiment:
+    """Experiment 0, "Default": MLflow clients assume it exists. A migration creates it; this puts it
+    back if it was removed (a flushed database, an admin's delete)."""
+    experiment, _ = Experiment.objects.get_or_create(
+        pk=0, defaults={"name": DEFAULT_EXPERIMENT_NAME, "artifact_location": f"{ARTIFACT_SCHEME}/0"}
+    )
+    return experiment
+
+
+
 def create_experiment(
     name: str, *, owner: Any, tags: Iterable[tuple[str, str]] = (), artifact_location: str | None = None
 ) -> Experiment:

@@ -80,6 +80,11 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    from accounts.middleware import MLFLOW_PREFIXES
+
+    if request.path.startswith(MLFLOW_PREFIXES):
+        # The mlflow client parses this shape (and retries 5xx, which is right for a real fault).
+        return JsonResponse({"error_code": "INTERNAL_ERROR", "message": "internal error"}, status=500)
     if _wants_json(request):
         return JsonResponse({"error": {"code": "server_error", "message": "internal error", "field": None}}, status=500)
     return render(request, "500.html", {"debug": settings.DEBUG}, status=500)

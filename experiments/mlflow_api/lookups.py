@@ -38,6 +38,10 @@ def check(user: Any, experiment: Experiment, level: str) -> None:
 def experiment_for(user: Any, experiment_id: Any, level: str = Permission.READ) -> Experiment:
     pk = parse_experiment_id(experiment_id)
     experiment = Experiment.objects.filter(pk=pk).first()
+    if experiment is None and pk == 0:
+        from experiments.services import ensure_default_experiment
+
+        experiment = ensure_default_experiment()
     if experiment is None:
         raise not_found(f"Could not find experiment with ID {pk}")
     check(user, experiment, level)

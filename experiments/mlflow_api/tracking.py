@@ -69,6 +69,8 @@ def get_experiment(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]
 @endpoint("GET")
 def get_experiment_by_name(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
     name = require_str(data, "experiment_name")
+    if name == services.DEFAULT_EXPERIMENT_NAME:
+        services.ensure_default_experiment()
     experiment = Experiment.objects.filter(name=name).first()
     if experiment is None or not permissions.can(request.user, experiment, Permission.READ):
         raise not_found(f"Could not find experiment with name '{name}'")
@@ -79,6 +81,7 @@ def get_experiment_by_name(request: HttpRequest, data: dict[str, Any]) -> dict[s
 def search_experiments(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
     from experiments.search import search_experiments as run_search
 
+    services.ensure_default_experiment()
     experiments, token = run_search(
         request.user,
         filter_string=optional_str(data, "filter") or "",
