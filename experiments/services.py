@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from accounts.services import record_audit
 from experiments.mlflow_api.common import MlflowError, invalid, not_found
@@ -325,58 +325,58 @@ def delete_tag(run: Run, key: str) -> None:
         raise not_found(f"No tag with name: {key} in run with id {run.run_uuid}")
 
 
-def _sort_key(point: MetricPoint) -> tuple[int, int, float]:
-    value = point.value
-    return (point.step, point.timestamp, -math.inf if math.isnan(value) else value)
+def _stored(value: float) -> tuple[float, bool]:
+    """(value, is_nan) as stored: SQLite has no NaN, so NaN is 0 with a flag (as MLflow stores it)."""
+    return (0.0, True) if math.isnan(value) else (value, False)
+
+
+def _latest_key(point: MetricPoint) -> tuple[int, int, float]:
+    # MLflow's rule for the latest value: the highest step, then timestamp, then (stored) value.
+    return (point.step, point.timestamp, _stored(point.value)[0])
 
 
 def log_metrics(run: Run, points: list[MetricPoint]) -> None:
-    """Append metric points (identical points are stored once) and move each key's latest value."""
+    """Append metric points (identical points are stored once) and move each key's latest value.
+
+    Two statements whatever the batch size: a multi-row INSERT that skips points already stored (so a
+    retried request adds nothing), and an upsert of the latest value per key that only moves forward
+    (so concurrent batches for the same run cannot move it backwards).
+    """
     require_active(run)
     if not points:
         return
-    rows = [
-        Metric(
-            run=run,
-            key=p.key,
-            value=0.0 if math.isnan(p.value) else p.value,
-            is_nan=math.isnan(p.value),
-            timestamp=p.timestamp,
-            step=p.step,
-        )
-        for p in points
-    ]
     newest: dict[str, MetricPoint] = {}
     for p in points:
-        if p.key not in newest or _sort_key(p) > _sort_key(newest[p.key]):
+        if p.key not in newest or _latest_key(p) > _latest_key(newest[p.key]):
             newest[p.key] = p
-    with transaction.atomic():
-        Metric.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-        candidates = [
-            LatestMetric(
-                run=run,
-                key=p.key,
-                value=0.0 if math.isnan(p.value) else p.value,
-                is_nan=math.isnan(p.value),
-                timestamp=p.timestamp,
-                step=p.step,
+    metric_table = Metric._meta.db_table
+    latest_table = LatestMetric._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        for start in range(0, len(points), 1000):
+            chunk = points[start : start + 1000]
+            values: list[Any] = []
+            for p in chunk:
+                value, is_nan = _stored(p.value)
+                values += [run.pk, p.key, value, is_nan, p.timestamp, p.step]
+            cursor.execute(
+                f"INSERT INTO {metric_table} (run_id, key, value, is_nan, timestamp, step) VALUES "  # noqa: S608
+                + ",".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+                + " ON CONFLICT DO NOTHING",
+                values,
             )
-            for p in newest.values()
-        ]
-        LatestMetric.objects.bulk_create(candidates, ignore_conflicts=True)
-        # Row locks serialise concurrent batches for the same run and key.
-        current = {m.key: m for m in LatestMetric.objects.select_for_update().filter(run=run, key__in=list(newest))}
-        changed = []
-        for key, point in newest.items():
-            row = current[key]
-            old = MetricPoint(key, math.nan if row.is_nan else row.value, row.timestamp, row.step)
-            if _sort_key(point) > _sort_key(old):
-                row.value = 0.0 if math.isnan(point.value) else point.value
-                row.is_nan = math.isnan(point.value)
-                row.timestamp, row.step = point.timestamp, point.step
-                changed.append(row)
-        if changed:
-            LatestMetric.objects.bulk_update(changed, ["value", "is_nan", "timestamp", "step"])
+        values = []
+        for p in newest.values():
+            value, is_nan = _stored(p.value)
+            values += [run.pk, p.key, value, is_nan, p.timestamp, p.step]
+        cursor.execute(
+            f"INSERT INTO {latest_table} (run_id, key, value, is_nan, timestamp, step) VALUES "  # noqa: S608
+            + ",".join(["(%s, %s, %s, %s, %s, %s)"] * len(newest))
+            + f" ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan,"
+            f" timestamp = excluded.timestamp, step = excluded.step"
+            f" WHERE (excluded.step, excluded.timestamp, excluded.value)"
+            f" > ({latest_table}.step, {latest_table}.timestamp, {latest_table}.value)",
+            values,
+        )
 
 
 def log_batch(

@@ -1,0 +1,173 @@
+"""MLflow REST API behaviour the client depends on: shapes, limits, NaN, idempotency, errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from experiments import services
+from experiments.models import LatestMetric, Metric, Param, Run
+from experiments.services import MetricPoint
+
+API = "/api/2.0/mlflow/"
+
+
+@pytest.fixture
+def api(editor: Any) -> Client:
+    client = Client()
+    client.force_login(editor)
+    return client
+
+
+@pytest.fixture
+def run(editor: Any) -> Run:
+    experiment = services.create_experiment("api", owner=editor)
+    return services.create_run(experiment, user_id="erin", start_time=None, run_name="r", tags=[])
+
+
+def post(client: Client, path: str, body: Any) -> Any:
+    return client.post(API + path, json.dumps(body) if not isinstance(body, str) else body,
+                       content_type="application/json")  # fmt: skip
+
+
+def test_success_is_exactly_200_with_string_ids(api: Client) -> None:
+    response = post(api, "experiments/create", {"name": "e1"})
+    assert response.status_code == 200
+    experiment_id = response.json()["experiment_id"]
+    assert isinstance(experiment_id, str)
+    run = post(api, "runs/create", {"experiment_id": experiment_id, "start_time": 1000}).json()["run"]
+    assert run["info"]["experiment_id"] == experiment_id and run["info"]["start_time"] == 1000
+    assert run["info"]["artifact_uri"] == f"mlflow-artifacts:/{experiment_id}/{run['info']['run_id']}/artifacts"
+    assert {"key": "mlflow.runName", "value": run["info"]["run_name"]} in run["data"]["tags"]
+
+
+def test_nan_and_infinity_travel_as_strings_and_come_back_unchanged(api: Client, run: Run) -> None:
+    metrics = [
+        {"key": "a", "value": "NaN", "timestamp": 1, "step": 0},
+        {"key": "b", "value": "Infinity", "timestamp": 1, "step": 0},
+        {"key": "c", "value": "-Infinity", "timestamp": 1, "step": 0},
+        {"key": "d", "value": 1.5, "timestamp": 1, "step": 0},
+    ]
+    assert post(api, "runs/log-batch", {"run_id": run.pk, "metrics": metrics}).status_code == 200
+    data = api.get(API + "runs/get", {"run_id": run.pk}).json()["run"]["data"]
+    assert {m["key"]: m["value"] for m in data["metrics"]} == {"a": "NaN", "b": "Infinity", "c": "-Infinity", "d": 1.5}
+    history = api.get(API + "metrics/get-history", {"run_id": run.pk, "metric_key": "a"}).json()
+    assert history["metrics"][0]["value"] == "NaN"
+
+
+def test_a_retried_batch_stores_nothing_twice(api: Client, run: Run) -> None:
+    body = {
+        "run_id": run.pk,
+        "metrics": [{"key": "loss", "value": 0.1 * i, "timestamp": 100 + i, "step": i} for i in range(50)],
+        "params": [{"key": "lr", "value": "0.01"}],
+        "tags": [{"key": "team", "value": "a"}],
+    }
+    for _ in range(3):
+        assert post(api, "runs/log-batch", body).status_code == 200
+    assert Metric.objects.filter(run=run).count() == 50
+    assert Param.objects.filter(run=run).count() == 1
+
+
+def test_the_latest_value_only_moves_forward(run: Run) -> None:
+    services.log_metrics(run, [MetricPoint("loss", 0.5, 10, 5)])
+    services.log_metrics(run, [MetricPoint("loss", 0.9, 99, 1)])  # an older step arriving late
+    latest = LatestMetric.objects.get(run=run, key="loss")
+    assert (latest.value, latest.step) == (0.5, 5)
+    services.log_metrics(run, [MetricPoint("loss", 0.4, 11, 5), MetricPoint("loss", 0.3, 12, 6)])
+    latest.refresh_from_db()
+    assert (latest.value, latest.step, latest.timestamp) == (0.3, 6, 12)
+
+
+def test_params_are_immutable(api: Client, run: Run) -> None:
+    assert post(api, "runs/log-parameter", {"run_id": run.pk, "key": "lr", "value": "1"}).status_code == 200
+    assert post(api, "runs/log-parameter", {"run_id": run.pk, "key": "lr", "value": "1"}).status_code == 200
+    response = post(api, "runs/log-parameter", {"run_id": run.pk, "key": "lr", "value": "2"})
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "Changing param values is not allowed" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"metrics": [{"key": "m", "value": 1, "timestamp": 1}] * 1001}, "at most 1000 metrics"),
+        ({"params": [{"key": f"p{i}", "value": "1"} for i in range(101)]}, "at most 100 params"),
+        ({"tags": [{"key": f"t{i}", "value": "1"} for i in range(101)]}, "at most 100 tags"),
+        ({"params": [{"key": "k" * 251, "value": "1"}]}, "exceeds the maximum length of 250"),
+        ({"params": [{"key": "p", "value": "v" * 6001}]}, "exceeds the maximum length of 6000"),
+        ({"params": [{"key": "../escape", "value": "1"}]}, "must not resolve to other names"),
+        ({"metrics": [{"key": "m", "value": "lots", "timestamp": 1}]}, "must be a double"),
+        ({"metrics": [{"key": "m", "value": 1, "timestamp": -1}]}, "nonnegative"),
+        ({"metrics": [{"key": "bad|name", "value": 1, "timestamp": 1}]}, "Names may only contain"),
+    ],
+)
+def test_bad_batches_get_mlflows_400_and_change_nothing(api: Client, run: Run, body: Any, message: str) -> None:
+    response = post(api, "runs/log-batch", {"run_id": run.pk, **body})
+    assert response.status_code == 400, response.content
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert message in response.json()["message"]
+    assert not Metric.objects.filter(run=run).exists() and not Param.objects.filter(run=run).exists()
+
+
+def test_a_body_over_one_megabyte_is_refused(api: Client, run: Run) -> None:
+    body = json.dumps({"run_id": run.pk, "tags": [{"key": "t", "value": "x" * 1_100_000}]})
+    response = post(api, "runs/log-batch", body)
+    assert response.status_code == 400
+    assert "at most 1000000 bytes" in response.json()["message"]
+
+
+def test_malformed_json_is_a_400_not_a_500(api: Client) -> None:
+    response = post(api, "experiments/create", "{nope")
+    assert response.status_code == 400 and response.json()["error_code"] == "BAD_REQUEST"
+
+
+def test_missing_things_are_404_resource_does_not_exist(api: Client) -> None:
+    assert api.get(API + "runs/get", {"run_id": "0" * 32}).json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    response = api.get(API + "experiments/get", {"experiment_id": "987654"})
+    assert response.status_code == 404
+    assert api.get(API + "experiments/get", {"experiment_id": "abc"}).status_code == 400
+
+
+def test_a_client_cannot_choose_where_artifacts_go(api: Client) -> None:
+    response = post(api, "experiments/create", {"name": "sneaky", "artifact_location": "file:///etc"})
+    assert response.status_code == 400
+    assert "artifact_location" in response.json()["message"]
+
+
+def test_experiment_zero_named_default_always_exists(api: Client) -> None:
+    from experiments.models import Experiment
+
+    Experiment.objects.filter(pk=0).delete()
+    body = api.get(API + "experiments/get-by-name", {"experiment_name": "Default"}).json()
+    assert body["experiment"]["experiment_id"] == "0"
+
+
+def test_metric_history_pages_in_step_order(api: Client, run: Run) -> None:
+    services.log_metrics(run, [MetricPoint("loss", float(i), 1000 + i, i) for i in range(25)])
+    seen, token = [], None
+    while True:
+        params = {"run_id": run.pk, "metric_key": "loss", "max_results": 10, **({"page_token": token} if token else {})}
+        body = api.get(API + "metrics/get-history", params).json()
+        seen += [m["step"] for m in body["metrics"]]
+        token = body.get("next_page_token")
+        if not token:
+            break
+    assert seen == list(range(25))
+
+
+def test_bulk_interval_history_samples_evenly_keeping_the_ends(api: Client, run: Run) -> None:
+    services.log_metrics(run, [MetricPoint("loss", float(i), 1000 + i, i) for i in range(1000)])
+    body = api.get(
+        API + "metrics/get-history-bulk-interval", {"run_ids": [run.pk], "metric_key": "loss", "max_results": 11}
+    ).json()
+    steps = [m["step"] for m in body["metrics"]]
+    assert steps == [0, 100, 200, 300, 400, 500, 599, 699, 799, 899, 999]
+    assert all(m["run_id"] == run.pk for m in body["metrics"])
+
+
+def test_server_info_answers_like_mlflow_3(api: Client) -> None:
+    body = api.get("/api/3.0/mlflow/server-info").json()
+    assert body["store_type"] == "SqlStore" and body["workspaces_enabled"] is False
