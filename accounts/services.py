@@ -54,9 +54,11 @@ def user_for_token(secret: str) -> tuple[Any, ApiToken] | None:
     """The active token's user, touching last_used_at at most once a minute to spare the database."""
     if not secret.startswith(TOKEN_PREFIX):
         return None
-    token = ApiToken.objects.select_related("user").filter(digest=hash_token(secret)).first()
+    token = ApiToken.objects.select_related("user", "user__profile").filter(digest=hash_token(secret)).first()
     if token is None or not token.is_active or not token.user.is_active:
         return None
+    profile = getattr(token.user, "profile", None)
+    token.user._portal_role = Role.ADMIN if token.user.is_superuser else (profile.role if profile else Role.VIEWER)
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

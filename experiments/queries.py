@@ -1,8 +1,15 @@
-"""Read-side helpers for tracking: sampled metric histories."""
+"""Read-side helpers for tracking: sampled metric histories, and what the dashboard pages read."""
 
 from __future__ import annotations
 
-from experiments.models import Metric
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+
+from experiments.models import Experiment, LatestMetric, LifecycleStage, Metric, Param, Run, RunTag
 
 
 def sampled_history(
@@ -24,3 +31,118 @@ def sampled_history(
             chosen = {steps[round(i * last / (max_results - 1))] for i in range(max_results)}
         qs = qs.filter(step__in=chosen)
     return list(qs.order_by("step", "timestamp").only("run_id", "key", "value", "is_nan", "timestamp", "step"))
+
+
+# Dashboard read helpers --------------------------------------------------------------------------
+
+
+def experiment_list(user: Any, *, search: str = "", deleted: bool = False) -> QuerySet[Experiment]:
+    """The experiments `user` may read, newest activity first, each with its active run count and
+    its runs' latest start and end times.
+
+    The counts are correlated subqueries rather than a GROUP BY over the join: the database then
+    evaluates them only for the page of rows a paginator asks for, not for every run of every
+    experiment (the run_search_idx index answers each one).
+    """
+    from experiments.permissions import visible_experiments
+
+    stage = LifecycleStage.DELETED if deleted else LifecycleStage.ACTIVE
+    qs = visible_experiments(user, Experiment.objects.filter(lifecycle_stage=stage))
+    if search:
+        qs = qs.filter(name__icontains=search)
+    runs = Run.objects.filter(experiment=OuterRef("pk"), lifecycle_stage=stage).order_by().values("experiment")
+    return qs.annotate(
+        run_count=Coalesce(Subquery(runs.annotate(n=Count("*")).values("n")), 0),
+        last_run_start=Subquery(runs.annotate(t=Max("start_time")).values("t")),
+        last_run_end=Subquery(runs.annotate(t=Max("end_time")).values("t")),
+    ).order_by("-last_update_time", "-id")
+
+
+def experiment_keys(experiment_id: int) -> dict[str, list[str]]:
+    """The param, metric and tag keys logged by any run of an experiment (one query each).
+
+    MLflow's own system tags (`mlflow.*`) are left out: the pages show them as run facts instead.
+    """
+    params = Param.objects.filter(run__experiment_id=experiment_id).order_by("key").values_list("key", flat=True)
+    metrics = (
+        LatestMetric.objects.filter(run__experiment_id=experiment_id).order_by("key").values_list("key", flat=True)
+    )
+    tags = (
+        RunTag.objects.filter(run__experiment_id=experiment_id)
+        .exclude(key__startswith="mlflow.")
+        .order_by("key")
+        .values_list("key", flat=True)
+    )
+    return {
+        "params": list(params.distinct()),
+        "metrics": list(metrics.distinct()),
+        "tags": list(tags.distinct()),
+    }
+
+
+@dataclass
+class RunValues:
+    """The chosen params, latest metrics and tags of one run, for a table row."""
+
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def run_values(run_ids: list[str], *, params: list[str], metrics: list[str], tags: list[str]) -> dict[str, RunValues]:
+    """The given keys' values for the given runs: one query per kind (none for a kind with no keys),
+    whatever the number of runs. NaN metrics come back as float("nan")."""
+    values = {run_id: RunValues() for run_id in run_ids}
+    if not run_ids:
+        return values
+    if params:
+        for run_id, key, value in Param.objects.filter(run_id__in=run_ids, key__in=params).values_list(
+            "run_id", "key", "value"
+        ):
+            values[run_id].params[key] = value
+    if metrics:
+        for run_id, key, value, is_nan in LatestMetric.objects.filter(run_id__in=run_ids, key__in=metrics).values_list(
+            "run_id", "key", "value", "is_nan"
+        ):
+            values[run_id].metrics[key] = math.nan if is_nan else value
+    if tags:
+        for run_id, key, value in RunTag.objects.filter(run_id__in=run_ids, key__in=tags).values_list(
+            "run_id", "key", "value"
+        ):
+            values[run_id].tags[key] = value
+    return values
+
+
+@dataclass
+class MetricSeries:
+    """One metric's full history, ordered by x, with NaN points as float("nan")."""
+
+    xs: list[int]
+    ys: list[float]
+
+    @property
+    def non_finite(self) -> int:
+        return sum(1 for y in self.ys if not math.isfinite(y))
+
+
+def metric_series(run_id: str, key: str, *, x: str = "step") -> MetricSeries:
+    """Every point of a metric as plain numbers, x being "step" or "timestamp".
+
+    Read with values_list (tuples, no model instances) in two queries, finite-stored points and NaN
+    points apart: a million rows then cost only the database's time and a tuple each, and the NaN
+    flag needs no per-row conversion. The metric_point_unique index (run, key, step, timestamp,
+    value, is_nan) covers both queries and their order.
+    """
+    order = ("step", "timestamp") if x == "step" else ("timestamp", "step")
+    base = Metric.objects.filter(run_id=run_id, key=key).order_by(*order)
+    rows = list(base.filter(is_nan=False).values_list(x, "value"))
+    nan_xs = list(base.filter(is_nan=True).values_list(x, flat=True))
+    if rows:
+        xs, ys = (list(column) for column in zip(*rows, strict=True))
+    else:
+        xs, ys = [], []
+    if nan_xs:
+        merged = sorted([*zip(xs, ys, strict=True), *((v, math.nan) for v in nan_xs)], key=lambda p: p[0])
+        xs = [p[0] for p in merged]
+        ys = [p[1] for p in merged]
+    return MetricSeries(xs, ys)
