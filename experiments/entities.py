@@ -93,9 +93,10 @@ def logged_model_json(model: LoggedModel) -> dict[str, Any]:
         "last_updated_timestamp_ms": model.last_updated_timestamp_ms,
         "artifact_uri": model.artifact_location,
         "status": model.status,
-        "creator_id": str(model.creator_id) if model.creator_id else "",
         "tags": [{"key": t.key, "value": t.value} for t in model.tags.all()],
     }
+    if model.creator_id:
+        info["creator_id"] = str(model.creator_id)  # an int64 in the protobuf: never an empty string
     if model.model_type:
         info["model_type"] = model.model_type
     if model.source_run_id:

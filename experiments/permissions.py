@@ -1,7 +1,8 @@
 """Per-experiment permissions: READ, EDIT, MANAGE.
 
 The experiment's creator gets MANAGE; admins can do anything; everyone else gets an explicit grant
-or TRACKING_DEFAULT_PERMISSION (at least EDIT on experiment 0, "Default", the shared sandbox). The role caps it: a viewer never writes, whatever the grant.
+or TRACKING_DEFAULT_PERMISSION (at least EDIT on experiment 0, "Default", the shared sandbox).
+The role caps it: a viewer never writes, whatever the grant.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ os.environ.setdefault("HTTPS", "false")
 os.environ.setdefault("STATICFILES_STORAGE", "django.contrib.staticfiles.storage.StaticFilesStorage")
 os.environ.setdefault("LOG_FORMAT", "plain")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# Live-server threads outlive requests (clients keep connections alive); persistent database
+# connections would then block dropping the test database.
+os.environ.setdefault("DB_CONN_MAX_AGE", "0")
 
 from mlops_portal.settings import *  # noqa: F403  (settings modules are the one place for this)
 

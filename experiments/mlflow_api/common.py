@@ -17,7 +17,7 @@ from functools import wraps
 from typing import Any
 
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 logger = logging.getLogger(__name__)
@@ -172,14 +172,14 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpResponse]]:
                     MlflowError(f"{request.method} is not allowed here; use {' or '.join(methods)}", "BAD_REQUEST")
                 )
             try:
-                data = read_json(request) if request.method != "DELETE" or request.body else {}
+                data = read_json(request)
                 result = handler(request, data, **kwargs)
             except MlflowError as exc:
                 return error_response(exc)
             except DatabaseError:
                 logger.exception("database error in an MLflow endpoint", extra={"path": request.path})
                 return error_response(MlflowError("internal database error; try again", "INTERNAL_ERROR"))
-            if isinstance(result, HttpResponse):
+            if isinstance(result, HttpResponseBase):
                 return result
             return json_response(result if result is not None else {})
 

@@ -263,15 +263,15 @@ def log_inputs(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
     services.log_inputs(run, datasets)
     models = data.get("models") or []
     for item in models if isinstance(models, list) else []:
-        _link_output(run, item)  # model inputs are recorded like outputs for lineage
+        _link_output(request.user, run, item)  # model inputs are recorded like outputs for lineage
     return {}
 
 
-def _link_output(run: Run, item: Any) -> None:
+def _link_output(user: Any, run: Run, item: Any) -> None:
     if not isinstance(item, dict) or not item.get("model_id"):
         raise invalid("Missing value for required parameter 'models.model_id'.")
-    model = LoggedModel.objects.filter(pk=item["model_id"]).first()
-    if model is None:
+    model = LoggedModel.objects.select_related("experiment").filter(pk=item["model_id"]).first()
+    if model is None or not permissions.can(user, model.experiment, Permission.READ):
         raise not_found(f"Logged model with ID '{item['model_id']}' not found.")
     RunOutput.objects.get_or_create(run=run, model=model, defaults={"step": parse_int(item.get("step"), "step", 0)})
 
@@ -283,7 +283,7 @@ def log_outputs(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(models, list):
         raise invalid("Invalid value for parameter 'models' supplied: must be a list")
     for item in models:
-        _link_output(run, item)
+        _link_output(request.user, run, item)
     return {}
 
 

@@ -2,6 +2,8 @@
 
 from django.urls import path
 
+from experiments.mlflow_api import artifacts as a
+from experiments.mlflow_api import logged_models as lm
 from experiments.mlflow_api import tracking as t
 
 urlpatterns = [
@@ -29,4 +31,22 @@ urlpatterns = [
     path("runs/outputs", t.log_outputs, name="log-outputs"),
     path("metrics/get-history", t.get_metric_history, name="get-metric-history"),
     path("metrics/get-history-bulk-interval", t.get_metric_history_bulk_interval, name="get-history-bulk-interval"),
+    path("artifacts/list", a.list_run_artifacts, name="list-run-artifacts"),
+    # "search" before "<model_id>", so it is never taken for a model id.
+    path("logged-models", lm.create_logged_model, name="create-logged-model"),
+    path("logged-models/search", lm.search_logged_models, name="search-logged-models"),
+    path("logged-models/<str:model_id>", lm.logged_model, name="logged-model"),
+    path("logged-models/<str:model_id>/tags", lm.set_logged_model_tags, name="set-logged-model-tags"),
+    path(
+        "logged-models/<str:model_id>/tags/<path:tag_key>", lm.delete_logged_model_tag, name="delete-logged-model-tag"
+    ),
+    path("logged-models/<str:model_id>/params", lm.log_logged_model_params, name="log-logged-model-params"),
+    path(
+        "logged-models/<str:model_id>/artifacts/directories",
+        lm.list_logged_model_artifacts,
+        name="list-logged-model-artifacts",
+    ),
+    path(
+        "logged-models/<str:model_id>/artifacts/files", lm.get_logged_model_artifact, name="get-logged-model-artifact"
+    ),
 ]
