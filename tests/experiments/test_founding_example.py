@@ -1,4 +1,5 @@
-"""The founding document's MLflow + Keras example runs unmodified against a live portal."""
+"""The founding document's MLflow + Keras example runs unmodified against a live portal; autolog and
+pandas dataset inputs work too."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from accounts.services import create_api_token
-from experiments.models import LoggedModel, LoggedModelStatus, Param, Run, RunOutput
+from experiments.models import LoggedModel, LoggedModelStatus, Metric, Param, Run, RunInput, RunOutput
 from tests.services import skip_or_fail
 
 SCRIPT = Path(__file__).parent / "scripts" / "founding_example.py"
@@ -53,3 +54,11 @@ def test_the_founding_example_trains_logs_and_reloads_a_keras_model(
     assert report["max_diff_model_uri"] < 1e-5
     stored = list((tmp_path / "artifacts").rglob("MLmodel"))
     assert stored, "the model's files were not stored in the portal's artifact store"
+
+    auto = Run.objects.get(pk=report["auto_run_id"])
+    assert Param.objects.filter(run=auto, key="epochs", value="3").exists()  # autolog's params
+    assert Metric.objects.filter(run=auto, key="loss").count() == 3  # one point per epoch
+    assert Metric.objects.filter(run=auto, key="val_loss").count() == 3
+    dataset = RunInput.objects.get(run=auto, name="train-frame")
+    assert dataset.source_type and len(dataset.digest) >= 8
+    assert {"key": "mlflow.data.context", "value": "training"} in dataset.tags

@@ -48,9 +48,22 @@ expected = model.predict(x_test, verbose=0)
 by_run = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
 logged = mlflow.last_logged_model()
 by_model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
+# Beyond the founding document: autologging and a pandas dataset as a run input.
+import pandas as pd  # noqa: E402
+
+mlflow.tensorflow.autolog()
+frame = pd.DataFrame(x_train, columns=["a", "b", "c", "d"]).assign(target=y_train[:, 0])
+with mlflow.start_run() as auto_run:
+    mlflow.log_input(mlflow.data.from_pandas(frame, name="train-frame", targets="target"), context="training")
+    auto_model = tf.keras.models.Sequential([tf.keras.layers.Dense(4, activation="relu"), tf.keras.layers.Dense(1)])
+    auto_model.compile(optimizer="adam", loss="mse")
+    auto_model.fit(x_train, y_train, epochs=3, validation_split=0.25, verbose=0)
+mlflow.tensorflow.autolog(disable=True)
+
 print(
     json.dumps(
         {
+            "auto_run_id": auto_run.info.run_id,
             "run_id": run.info.run_id,
             "model_id": logged.model_id,
             "loss": run.data.metrics["loss"],
