@@ -60,4 +60,4 @@ def visible_experiments(user: Any, queryset: QuerySet[Experiment] | None = None)
     from django.db.models import Q
 
     granted = ExperimentPermission.objects.filter(user=user).values("experiment_id")
-    return qs.filter(Q(owner=user) | Q(pk__in=granted))
+    return qs.filter(Q(owner=user) | Q(pk__in=granted) | Q(pk=0))  # "Default" is everyone's sandbox

@@ -36,6 +36,16 @@ def _tags(data: dict[str, Any], key: str = "tags") -> list[tuple[Any, Any]]:
     return out
 
 
+def _view_type(data: dict[str, Any], key: str) -> str:
+    """ACTIVE_ONLY, DELETED_ONLY or ALL; protobuf's JSON mapping also allows the enum's numbers."""
+    value = data.get(key)
+    if value is None or value == "":
+        return "ACTIVE_ONLY"
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return str(value)
+    raise invalid(f"Invalid value {value!r} for parameter '{key}' supplied")
+
+
 def _full_run(run_id: str) -> Run:
     return Run.objects.prefetch_related(*RUN_PREFETCH).get(pk=run_id)
 
@@ -88,7 +98,7 @@ def search_experiments(request: HttpRequest, data: dict[str, Any]) -> dict[str, 
         order_by=data.get("order_by") or [],
         max_results=parse_int(data.get("max_results"), "max_results", 1000),
         page_token=optional_str(data, "page_token"),
-        view_type=optional_str(data, "view_type") or "ACTIVE_ONLY",
+        view_type=_view_type(data, "view_type"),
     )
     result: dict[str, Any] = {"experiments": [experiment_json(e) for e in experiments]}
     if token:
@@ -304,7 +314,7 @@ def search_runs(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
         order_by=order_by,
         max_results=parse_int(data.get("max_results"), "max_results", 1000),
         page_token=optional_str(data, "page_token"),
-        view_type=optional_str(data, "run_view_type") or "ACTIVE_ONLY",
+        view_type=_view_type(data, "run_view_type"),
     )
     result: dict[str, Any] = {"runs": [run_json(r) for r in runs]}
     if token:
@@ -334,7 +344,7 @@ def get_metric_history(request: HttpRequest, data: dict[str, Any]) -> dict[str, 
         try:
             after = json.loads(base64.urlsafe_b64decode(token.encode()))
             step, ts, last_id = int(after["step"]), int(after["timestamp"]), int(after["id"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise invalid(f"Invalid page token: {token!r}") from None
         from django.db.models import Q
 
