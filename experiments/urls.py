@@ -3,4 +3,16 @@ from django.urls import path
 from experiments import views
 
 app_name = "experiments"
-urlpatterns = [path("", views.index, name="index")]
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("compare/", views.compare, name="compare"),
+    path("<int:experiment_id>/", views.experiment_detail, name="experiment"),
+    path("<int:experiment_id>/runs.csv", views.runs_csv, name="runs-csv"),
+    path("<int:experiment_id>/runs/", views.runs_action, name="runs-action"),
+    path("<int:experiment_id>/lifecycle/", views.experiment_lifecycle, name="lifecycle"),
+    path("runs/<str:run_id>/", views.run_detail, name="run"),
+    path("runs/<str:run_id>/status.json", views.run_status, name="run-status"),
+    path("runs/<str:run_id>/metrics/<path:key>.json", views.metric_data, name="metric-data"),
+    path("runs/<str:run_id>/artifact", views.artifact_file, name="artifact"),
+    path("runs/<str:run_id>/lifecycle/", views.run_lifecycle, name="run-lifecycle"),
+]

@@ -80,6 +80,18 @@
     }
   }
 
+  // Destructive actions ask first: a form (on submit) or a button (on click) with data-confirm.
+  // Capture phase, so a button's own confirmation runs before its form's submit handler.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button[data-confirm]");
+    if (button && !window.confirm(button.getAttribute("data-confirm"))) event.preventDefault();
+  }, true);
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var message = form.getAttribute && form.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) event.preventDefault();
+  }, true);
+
   document.addEventListener("DOMContentLoaded", function () {
     renderCharts();
     document.querySelectorAll("[data-copy]").forEach(function (button) {
