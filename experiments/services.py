@@ -128,7 +128,6 @@ def ensure_default_experiment() -> Experiment:
     return experiment
 
 
-
 def create_experiment(
     name: str, *, owner: Any, tags: Iterable[tuple[str, str]] = (), artifact_location: str | None = None
 ) -> Experiment:

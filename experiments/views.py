@@ -20,7 +20,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Max
+from django.db.models import Count, QuerySet
 from django.http import (
     FileResponse,
     Http404,
@@ -38,7 +38,6 @@ from django.views.decorators.http import require_POST
 from accounts.models import Role
 from accounts.services import role_of
 from experiments import artifacts, charts, permissions, queries, services
-from experiments.downsample import lttb
 from experiments.forms import Column, ExperimentSearchForm, RunTableState
 from experiments.mlflow_api.common import MlflowError
 from experiments.mlflow_api.lookups import experiment_for, run_for
@@ -49,6 +48,7 @@ from experiments.models import (
     LatestMetric,
     LifecycleStage,
     LoggedModel,
+    Metric,
     Param,
     Permission,
     Run,
@@ -56,6 +56,7 @@ from experiments.models import (
     RunStatus,
     now_ms,
 )
+from experiments.search import SearchError, runs_queryset
 
 EXPERIMENTS_PER_PAGE = 25
 RUNS_PER_PAGE = 50
@@ -133,7 +134,7 @@ def format_number(value: float | None) -> str:
 
 
 def status_css(status: str) -> str:
-    return STATUS_CSS.get(RunStatus(status), "cancelled") if status in RunStatus.values else "cancelled"
+    return STATUS_CSS.get(status, "cancelled")
 
 
 # Permissions -------------------------------------------------------------------------------------
@@ -286,9 +287,7 @@ def _run_rows(runs: list[Run], state: RunTableState) -> list[RunRow]:
     ]
 
 
-def _runs_queryset(user: Any, experiment: Experiment, state: RunTableState) -> Any:
-    from experiments.search import runs_queryset
-
+def _runs_queryset(user: Any, experiment: Experiment, state: RunTableState) -> QuerySet[Run]:
     return runs_queryset(user, [str(experiment.pk)], state.filter, state.order_by, state.view_type)
 
 
@@ -308,8 +307,6 @@ def _headers(state: RunTableState) -> list[dict[str, Any]]:
 
 
 def experiment_detail(request: HttpRequest, experiment_id: int) -> HttpResponse:
-    from experiments.search import SearchError
-
     experiment = _experiment_or_404(request.user, experiment_id)
     keys = queries.experiment_keys(experiment.pk)
     state = RunTableState.from_query(request.GET).with_defaults(keys)
@@ -370,8 +367,6 @@ class _Echo:
 
 def runs_csv(request: HttpRequest, experiment_id: int) -> HttpResponse:
     """Every run of the current filter and sort (not just one page), with the table's columns, streamed."""
-    from experiments.search import SearchError
-
     experiment = _experiment_or_404(request.user, experiment_id)
     state = RunTableState.from_query(request.GET).with_defaults(queries.experiment_keys(experiment.pk))
     try:
@@ -586,11 +581,11 @@ def metric_data(request: HttpRequest, run_id: str, key: str) -> JsonResponse:
     except ValueError:
         points = CHART_POINTS
     x_axis = "timestamp" if request.GET.get("x") == "time" else "step"
-    series = queries.metric_series(run.pk, key, x=x_axis)
-    if not series.xs:
+    series = queries.downsampled_series(run.pk, key, x=x_axis, points=points)
+    if series is None:
         raise Http404(f"Run {run.pk} has no metric {key!r}")
-    xs, ys = lttb(series.xs, series.ys, points)
-    ys_json = [charts.finite_or_none(y) for y in ys]
+    xs = series.xs
+    ys_json = [charts.finite_or_none(y) for y in series.ys]
     if x_axis == "timestamp":
         figure = charts.metric_history_figure(key, xs, ys_json, x_title="time", x_type="date")
     else:
@@ -600,10 +595,10 @@ def metric_data(request: HttpRequest, run_id: str, key: str) -> JsonResponse:
             "run_id": run.pk,
             "key": key,
             "x_axis": x_axis,
-            "total_points": len(series.xs),
+            "total_points": series.total_points,
             "returned_points": len(xs),
-            "downsampled": len(xs) < len(series.xs),
-            "non_finite_points": series.non_finite,
+            "downsampled": len(xs) < series.total_points,
+            "non_finite_points": series.non_finite_points,
             "x": xs,
             "y": ys_json,
             "figure": figure,
@@ -690,10 +685,10 @@ def compare(request: HttpRequest) -> HttpResponse:
     only_diff = request.GET.get("diff") == "1"
     metric = request.GET.get("metric") if request.GET.get("metric") in metric_keys else None
     if metric is None and metric_keys:
-        # The metric with the longest history draws the most telling curves; the latest step says
-        # which it is without counting points.
-        steps = LatestMetric.objects.filter(run__in=[r.pk for r in runs]).values("key").annotate(last=Max("step"))
-        metric = min(steps, key=lambda row: (-row["last"], row["key"]))["key"]
+        # The metric with the longest history draws the most telling curves (a final test score
+        # logged once does not); the first run's point counts decide, in one aggregate query.
+        counts = Metric.objects.filter(run_id=runs[0].pk).values("key").annotate(n=Count("id")).order_by()
+        metric = min(counts, key=lambda row: (-row["n"], row["key"]))["key"] if counts else metric_keys[0]
     x_param = request.GET.get("x") if request.GET.get("x") in param_keys else None
     varying = [row["key"] for row in param_rows if row["differs"]]
     x_param = x_param or (varying[0] if varying else (param_keys[0] if param_keys else None))
@@ -703,10 +698,9 @@ def compare(request: HttpRequest) -> HttpResponse:
     if metric:
         series = []
         for index, run in enumerate(runs):
-            history = queries.metric_series(run.pk, metric)
-            if history.xs:
-                xs, ys = lttb(history.xs, history.ys, CHART_POINTS)
-                series.append({"name": str(run), "x": xs, "y": ys, "colour": charts.run_colour(index)})
+            history = queries.downsampled_series(run.pk, metric, points=CHART_POINTS)
+            if history is not None:
+                series.append({"name": str(run), "x": history.xs, "y": history.ys, "colour": charts.run_colour(index)})
         figures["overlay"] = json.dumps(charts.overlay_figure(metric, series))
     if runs and (param_keys or metric_keys):
         axes_params = (varying or param_keys)[:8]

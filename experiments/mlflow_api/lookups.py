@@ -6,7 +6,7 @@ from typing import Any
 
 from experiments import permissions
 from experiments.mlflow_api.common import MlflowError, invalid, not_found
-from experiments.models import Experiment, Permission, Run
+from experiments.models import PERMISSION_RANK, Experiment, Permission, Run
 
 
 def parse_experiment_id(value: Any, path: str = "experiment_id") -> int:
@@ -31,7 +31,7 @@ def check(user: Any, experiment: Experiment, level: str) -> None:
     if current == 0:
         # Not even READ: answer as if it did not exist, so ids cannot be probed.
         raise not_found(f"Could not find experiment with ID {experiment.pk}")
-    if not permissions.can(user, experiment, level):
+    if current < PERMISSION_RANK[level]:
         raise deny(user, level)
 
 

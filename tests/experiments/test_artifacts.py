@@ -431,17 +431,11 @@ def mlflow_client(live_server: Any, editor: Any, store: Path, monkeypatch: pytes
 
 
 def close_client_connections() -> None:
-    """Hang up the client's keep-alive connections, so the live server's request threads end and close
-    their database connections (with CONN_MAX_AGE they would otherwise block dropping the test database)."""
-    import gc
-
-    import requests
+    """Drop the client's cached HTTP sessions so their keep-alive connections (and the live server's
+    request threads serving them) end with the test."""
     from mlflow.utils.request_utils import _cached_get_request_session
 
     _cached_get_request_session.cache_clear()
-    for obj in gc.get_objects():
-        if isinstance(obj, requests.Session):
-            obj.close()
 
 
 def test_the_mlflow_client_logs_lists_and_downloads_artifacts(mlflow_client: Any, store: Path, tmp_path: Path) -> None:
