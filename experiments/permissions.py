@@ -21,27 +21,39 @@ def default_level() -> str:
     return str(getattr(settings, "TRACKING_DEFAULT_PERMISSION", Permission.READ))
 
 
-def level_for(user: Any, experiment: Experiment) -> int:
+def levels_for(user: Any, experiments: list[Experiment]) -> dict[int, int]:
+    """Each experiment's permission rank for `user`, with at most one query for any number of them."""
     role = role_of(user)
-    if role is None:
-        return 0
+    if role is None or not experiments:
+        return {e.pk: 0 for e in experiments}
     if role == Role.ADMIN:
-        return PERMISSION_RANK[Permission.MANAGE]
-    if experiment.owner_id is not None and experiment.owner_id == user.pk:
-        level = PERMISSION_RANK[Permission.MANAGE]
-    else:
-        grant = (
-            ExperimentPermission.objects.filter(experiment=experiment, user=user)
-            .values_list("level", flat=True)
-            .first()
+        return {e.pk: PERMISSION_RANK[Permission.MANAGE] for e in experiments}
+    not_owned = [e.pk for e in experiments if e.owner_id is None or e.owner_id != user.pk]
+    grants: dict[int, str] = {}
+    if not_owned:
+        grants = dict(
+            ExperimentPermission.objects.filter(user=user, experiment_id__in=not_owned).values_list(
+                "experiment_id", "level"
+            )
         )
-        level = PERMISSION_RANK[grant or default_level()]
-        if experiment.pk == 0 and grant is None:
-            # "Default" is the shared sandbox every MLflow script logs to unless told otherwise.
-            level = max(level, PERMISSION_RANK[Permission.EDIT])
-    if role == Role.VIEWER:
-        level = min(level, PERMISSION_RANK[Permission.READ])
-    return level
+    levels = {}
+    for experiment in experiments:
+        if experiment.owner_id is not None and experiment.owner_id == user.pk:
+            level = PERMISSION_RANK[Permission.MANAGE]
+        else:
+            grant = grants.get(experiment.pk)
+            level = PERMISSION_RANK[grant or default_level()]
+            if experiment.pk == 0 and grant is None:
+                # "Default" is the shared sandbox every MLflow script logs to unless told otherwise.
+                level = max(level, PERMISSION_RANK[Permission.EDIT])
+        if role == Role.VIEWER:
+            level = min(level, PERMISSION_RANK[Permission.READ])
+        levels[experiment.pk] = level
+    return levels
+
+
+def level_for(user: Any, experiment: Experiment) -> int:
+    return levels_for(user, [experiment])[experiment.pk]
 
 
 def can(user: Any, experiment: Experiment, needed: str) -> bool:

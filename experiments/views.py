@@ -35,8 +35,6 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
-from accounts.models import Role
-from accounts.services import role_of
 from experiments import artifacts, charts, permissions, queries, services
 from experiments.forms import Column, ExperimentSearchForm, RunTableState
 from experiments.mlflow_api.common import MlflowError
@@ -44,7 +42,6 @@ from experiments.mlflow_api.lookups import experiment_for, run_for
 from experiments.models import (
     PERMISSION_RANK,
     Experiment,
-    ExperimentPermission,
     LatestMetric,
     LifecycleStage,
     LoggedModel,
@@ -159,29 +156,9 @@ def _run_or_404(user: Any, run_id: str, level: str = Permission.READ) -> Run:
 
 
 def managed_experiment_ids(user: Any, experiments: list[Experiment]) -> set[int]:
-    """Which of `experiments` the user may MANAGE, in one query at most.
-
-    The same rule as permissions.level_for (admins manage everything, creators their own, viewers
-    nothing; otherwise the explicit grant or the default), batched so a list page stays at a
-    constant number of queries.
-    """
-    role = role_of(user)
-    if role is None or role == Role.VIEWER or not experiments:
-        return set()
-    if role == Role.ADMIN:
-        return {e.pk for e in experiments}
-    grants = dict(
-        ExperimentPermission.objects.filter(user=user, experiment__in=[e.pk for e in experiments]).values_list(
-            "experiment_id", "level"
-        )
-    )
+    """Which of `experiments` the user may MANAGE, in one query at most."""
     manage = PERMISSION_RANK[Permission.MANAGE]
-    return {
-        e.pk
-        for e in experiments
-        if (e.owner_id is not None and e.owner_id == user.pk)
-        or PERMISSION_RANK[grants.get(e.pk) or permissions.default_level()] >= manage
-    }
+    return {pk for pk, level in permissions.levels_for(user, experiments).items() if level >= manage}
 
 
 def _safe_next(request: HttpRequest, fallback: str) -> str:
