@@ -51,8 +51,18 @@ def run_info_json(run: Run) -> dict[str, Any]:
     return info
 
 
-def run_json(run: Run) -> dict[str, Any]:
-    """The full run. Expects params, tags, latest_metrics, inputs and outputs prefetched for lists."""
+def run_json(run: Run, *, fresh_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """The full run. Expects params, tags, latest_metrics, inputs and outputs prefetched for lists.
+
+    `fresh_tags`: the run was just created with these tags and nothing else, so nothing is read.
+    """
+    if fresh_tags is not None:
+        return {
+            "info": run_info_json(run),
+            "data": {"metrics": [], "params": [], "tags": [{"key": k, "value": v} for k, v in fresh_tags.items()]},
+            "inputs": {"dataset_inputs": [], "model_inputs": []},
+            "outputs": {"model_outputs": []},
+        }
     return {
         "info": run_info_json(run),
         "data": {

@@ -227,6 +227,7 @@ def create_run(
         run.save(force_insert=True)
         RunTag.objects.bulk_create([RunTag(run=run, key=k, value=v) for k, v in tag_map.items()])
         Experiment.objects.filter(pk=experiment.pk).update(last_update_time=now_ms())
+    run.initial_tags = tag_map  # type: ignore[attr-defined]  (lets the API answer without reading back)
     return run
 
 
@@ -344,6 +345,11 @@ def log_metrics(run: Run, points: list[MetricPoint]) -> None:
     require_active(run)
     if not points:
         return
+    checked: set[str] = set()
+    for index, point in enumerate(points):
+        if point.key not in checked:
+            validate_key("Metric", point.key, f"metrics[{index}].key" if len(points) > 1 else "key")
+            checked.add(point.key)
     newest: dict[str, MetricPoint] = {}
     for p in points:
         if p.key not in newest or _latest_key(p) > _latest_key(newest[p.key]):
@@ -382,8 +388,6 @@ def log_batch(
     run: Run, *, metrics: list[MetricPoint], params: list[tuple[Any, Any]], tags: list[tuple[Any, Any]]
 ) -> None:
     validate_batch_limits(len(metrics), len(params), len(tags))
-    for index, point in enumerate(metrics):
-        validate_key("Metric", point.key, f"metrics[{index}].key")
     with transaction.atomic():
         log_params(run, params)
         set_tags(run, tags)

@@ -48,10 +48,16 @@ def experiment_for(user: Any, experiment_id: Any, level: str = Permission.READ) 
     return experiment
 
 
-def run_for(user: Any, run_id: Any, level: str = Permission.READ) -> Run:
+def run_for(user: Any, run_id: Any, level: str = Permission.READ, *, prefetch: bool = False) -> Run:
+    """The run, if `user` holds `level` on its experiment; with `prefetch`, ready for `run_json`."""
     if not run_id or not isinstance(run_id, str):
         raise invalid("Missing value for required parameter 'run_id'.")
-    run = Run.objects.select_related("experiment").filter(pk=run_id).first()
+    runs = Run.objects.select_related("experiment")
+    if prefetch:
+        from experiments.entities import RUN_PREFETCH
+
+        runs = runs.prefetch_related(*RUN_PREFETCH)
+    run = runs.filter(pk=run_id).first()
     if run is None:
         raise not_found(f"Run with id={run_id} not found")
     try:

@@ -1,0 +1,249 @@
+"""order_by parsing into a total `Ordering`, and keyset page tokens that resume after a page's last row."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import reduce
+from typing import Any
+
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Expression,
+    F,
+    FilteredRelation,
+    FloatField,
+    IntegerField,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+
+from experiments.search.grammar import (
+    EXPERIMENTS,
+    INT64_MAX,
+    INT64_MIN,
+    MAX_RESULTS_THRESHOLD,
+    RUNS,
+    Field,
+    Schema,
+    SearchError,
+    _Syntax,
+    tokenize,
+)
+
+# order_by ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SortColumn:
+    """One column of the total order: a field or annotation that is never NULL, and its direction."""
+
+    ref: str
+    ascending: bool
+    kind: type  # int, float or str: what a page token may hold for it
+
+
+@dataclass
+class Ordering:
+    columns: list[SortColumn]
+    annotations: dict[str, Expression]
+    signature: str  # binds a page token to this order
+    joins: dict[str, FilteredRelation]
+
+    def apply(self, qs: QuerySet[Any]) -> QuerySet[Any]:
+        if self.joins:
+            qs = qs.annotate(**self.joins)
+        return qs.annotate(**self.annotations).order_by(*self.order_by())
+
+    def order_by(self) -> list[Any]:
+        return [F(c.ref).asc() if c.ascending else F(c.ref).desc() for c in self.columns]
+
+
+def _parse_order_item(item: Any, schema: Schema) -> tuple[str, str, Field, bool]:
+    if not isinstance(item, str):
+        raise SearchError(f"Invalid order_by clause {json.dumps(item)}: must be a string")
+    try:
+        tokens = list(tokenize(item))
+        if tokens[0].kind != "IDENT":
+            raise _Syntax(f"unexpected token {tokens[0].describe()}; expected a column such as metrics.acc")
+        entity, key, field = schema.resolve(tokens[0], for_order=True)
+        ascending = True
+        rest = tokens[1:]
+        if rest[0].kind == "KEYWORD" and rest[0].value in ("ASC", "DESC"):
+            ascending = rest[0].value == "ASC"
+            rest = rest[1:]
+        if rest[0].kind != "END":
+            raise _Syntax(f"unexpected token {rest[0].describe()}; expected ASC, DESC or the end")
+    except _Syntax as exc:
+        raise SearchError(f"Invalid order_by clause '{item}': {exc.detail}") from None
+    return entity, key, field, ascending
+
+
+def _signature(scope: str, items: Sequence[tuple[str, str, bool]]) -> str:
+    return hashlib.sha256(json.dumps([scope, list(items)]).encode()).hexdigest()[:16]
+
+
+def _check_order_list(order_by: Any) -> list[Any]:
+    if order_by is None:
+        return []
+    if isinstance(order_by, str):  # one order_by in a GET query string
+        return [order_by]
+    if not isinstance(order_by, (list, tuple)):
+        raise SearchError(f"Invalid value {json.dumps(order_by, default=str)} for parameter 'order_by': must be a list")
+    return list(order_by)
+
+
+def run_ordering(order_by: Any) -> Ordering:
+    """MLflow's order: the requested keys (missing values last), then start_time DESC, then run_uuid."""
+    columns: list[SortColumn] = []
+    joins: dict[str, FilteredRelation] = {}
+    annotations: dict[str, Expression] = {}
+    seen: list[tuple[str, str, bool]] = []
+    items = _check_order_list(order_by)
+    for index, item in enumerate(items):
+        entity, key, field, ascending = _parse_order_item(item, RUNS)
+        if any((entity, key) == (e, k) for e, k, _ in seen):
+            raise SearchError(f"`order_by` contains duplicate fields: {items}")
+        seen.append((entity, key, ascending))
+        alias = f"_order{index}"
+        if entity in ("metric", "param", "tag"):
+            # A LEFT JOIN on the row with this key: (run, key) is unique, so it never duplicates runs,
+            # and the database can hash-join it instead of running a subquery per run.
+            relation = {"metric": "latest_metrics", "param": "params", "tag": "tags"}[entity]
+            joins[alias] = FilteredRelation(relation, condition=Q(**{f"{relation}__key": key}))
+        if entity == "metric":
+            # Real values first, then NaN, then runs without the metric, in both directions (MLflow).
+            annotations[f"{alias}_rank"] = Case(
+                When(**{f"{alias}__is_nan": True}, then=Value(1)),
+                When(**{f"{alias}__id__isnull": True}, then=Value(2)),
+                default=Value(0),
+                output_field=IntegerField(),
+            )
+            annotations[f"{alias}_value"] = Coalesce(F(f"{alias}__value"), Value(0.0), output_field=FloatField())
+            columns += [SortColumn(f"{alias}_rank", True, int), SortColumn(f"{alias}_value", ascending, float)]
+        elif entity in ("param", "tag"):
+            annotations[f"{alias}_missing"] = Case(
+                When(**{f"{alias}__id__isnull": True}, then=Value(1)), default=Value(0), output_field=IntegerField()
+            )
+            annotations[f"{alias}_value"] = Coalesce(F(f"{alias}__value"), Value(""), output_field=TextField())
+            columns += [SortColumn(f"{alias}_missing", True, int), SortColumn(f"{alias}_value", ascending, str)]
+        elif field.nullable:  # end_time
+            annotations[f"{alias}_missing"] = Case(
+                When(**{f"{field.column}__isnull": True}, then=Value(1)), default=Value(0), output_field=IntegerField()
+            )
+            annotations[f"{alias}_value"] = Coalesce(F(field.column), Value(0), output_field=BigIntegerField())
+            columns += [SortColumn(f"{alias}_missing", True, int), SortColumn(f"{alias}_value", ascending, int)]
+        else:
+            columns.append(SortColumn(field.column, ascending, int if field.kind == "number" else str))
+    keys = {(e, k) for e, k, _ in seen}
+    if ("attribute", "start_time") not in keys:
+        columns.append(SortColumn("start_time", False, int))
+    if ("attribute", "run_id") not in keys:
+        columns.append(SortColumn("run_uuid", True, str))
+    return Ordering(columns, annotations, _signature("runs", seen), joins)
+
+
+def experiment_ordering(order_by: Any) -> Ordering:
+    """MLflow's order: creation_time DESC, experiment_id ASC by default; requested keys, then
+    experiment_id DESC to break ties (as MLflow's SQL store does)."""
+    items = _check_order_list(order_by) or ["creation_time DESC", "experiment_id ASC"]
+    columns: list[SortColumn] = []
+    seen: list[tuple[str, str, bool]] = []
+    for item in items:
+        entity, key, field, ascending = _parse_order_item(item, EXPERIMENTS)
+        if any(key == k for _, k, _ in seen):
+            raise SearchError(f"`order_by` contains duplicate fields: {items}")
+        seen.append((entity, key, ascending))
+        columns.append(SortColumn(field.column, ascending, str if field.kind == "string" else int))
+    if not any(k == "experiment_id" for _, k, _ in seen):
+        columns.append(SortColumn("id", False, int))
+    return Ordering(columns, {}, _signature("experiments", seen), {})
+
+
+# Page tokens -------------------------------------------------------------------------------------
+
+
+def _encode_token(ordering: Ordering, row: Any) -> str:
+    values = [getattr(row, c.ref) for c in ordering.columns]
+    payload = json.dumps({"o": ordering.signature, "after": values}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode()
+
+
+def _decode_token(token: str, ordering: Ordering) -> list[Any]:
+    def bad(why: str) -> SearchError:
+        shown = token if len(token) <= 100 else token[:100] + "..."
+        return SearchError(f"Invalid page token '{shown}': {why}")
+
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
+        raise bad("not a token this server issued") from None
+    if not isinstance(data, dict) or not isinstance(data.get("after"), list):
+        raise bad("not a token this server issued")
+    if data.get("o") != ordering.signature:
+        raise bad("it belongs to a search with a different order_by")
+    after = data["after"]
+    if len(after) != len(ordering.columns):
+        raise bad("not a token this server issued")
+    values = []
+    for column, value in zip(ordering.columns, after, strict=True):
+        if isinstance(value, bool):
+            raise bad("not a token this server issued")
+        if column.kind is float and isinstance(value, (int, float)):
+            value = float(value)
+        elif (
+            not isinstance(value, column.kind)
+            or (isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX)
+            or (isinstance(value, str) and "\x00" in value)
+        ):
+            raise bad("not a token this server issued")
+        values.append(value)
+    return values
+
+
+def _after(ordering: Ordering, values: list[Any]) -> Q:
+    """Rows strictly after `values` in the order: c1 > v1, or c1 = v1 and c2 > v2, and so on."""
+    columns = ordering.columns
+    alternatives = []
+    for i, column in enumerate(columns):
+        equal = {c.ref: v for c, v in zip(columns[:i], values[:i], strict=True)}
+        beyond = {f"{column.ref}__{'gt' if column.ascending else 'lt'}": values[i]}
+        alternatives.append(Q(**equal, **beyond))
+    first = columns[0]
+    # Redundant, but gives the database a range on the leading column (an index scan, not a filter).
+    bound = Q(**{f"{first.ref}__{'gte' if first.ascending else 'lte'}": values[0]})
+    return bound & reduce(operator.or_, alternatives)
+
+
+def _check_max_results(max_results: Any) -> int:
+    if isinstance(max_results, bool) or not isinstance(max_results, int):
+        raise SearchError(f"Invalid value {max_results!r} for parameter 'max_results' supplied: must be an integer")
+    if max_results < 1:
+        raise SearchError(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be a positive integer"
+        )
+    if max_results > MAX_RESULTS_THRESHOLD:
+        raise SearchError(
+            f"Invalid value for request parameter max_results. It must be at most {MAX_RESULTS_THRESHOLD}, "
+            f"but got value {max_results}"
+        )
+    return max_results
+
+
+def _page(qs: QuerySet[Any], ordering: Ordering, max_results: Any, page_token: str | None) -> tuple[list[Any], Any]:
+    limit = _check_max_results(max_results)
+    if page_token:
+        qs = qs.filter(_after(ordering, _decode_token(page_token, ordering)))
+    rows = list(qs[: limit + 1])
+    token = _encode_token(ordering, rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], token
