@@ -375,7 +375,7 @@ def get_metric_history_bulk_interval(request: HttpRequest, data: dict[str, Any])
     if len(run_ids) > 100:
         raise invalid("GetMetricHistoryBulkInterval request must specify at most 100 run_ids. Received 101 run_ids.")
     key = require_str(data, "metric_key")
-    max_results = parse_int(data.get("max_results"), "max_results", 320)
+    max_results = parse_int(data.get("max_results"), "max_results", MAX_RESULTS_PER_RUN)
     if not 1 <= max_results <= MAX_RESULTS_PER_RUN:
         raise invalid(f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}, got {max_results}")
     start = data.get("start_step")
