@@ -312,8 +312,8 @@ def available(bench: Bench, variants: list[Variant], probe: Callable[[Client], A
             ok.append(variant)
         except HttpError as exc:
             reason = str(exc)
-            if variant.server.name == "portal" and not (srv.ROOT / "experiments" / "search.py").exists():
-                reason = "experiments/search.py does not exist yet; " + reason
+            if variant.server.name == "portal" and not (srv.ROOT / "experiments" / "search").exists():
+                reason = "experiments/search does not exist yet; " + reason
             missing[variant.key] = {"unavailable": reason}
     return ok, missing
 
