@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 
 from accounts.authentication import BadCredentials, authenticate_header
 
@@ -28,7 +29,9 @@ def unauthenticated_response(request: HttpRequest, message: str) -> HttpResponse
         response: HttpResponse = JsonResponse({"error_code": "UNAUTHENTICATED", "message": message}, status=401)
     else:
         response = JsonResponse({"error": {"code": "not_authenticated", "message": message, "field": None}}, status=401)
-    response["WWW-Authenticate"] = 'Bearer realm="mlops-portal", Basic realm="mlops-portal"'
+    # Bearer only: a Basic challenge would make browsers prompt for and then cache credentials, which
+    # they would attach to cross-site requests (API clients send Basic without being asked).
+    response["WWW-Authenticate"] = 'Bearer realm="mlops-portal"'
     return response
 
 
@@ -65,9 +68,30 @@ class AuthRequiredMiddleware:
         if getattr(view_func, "portal_public", False):
             return None
         if request.user.is_authenticated:
-            return None
+            return self._csrf_for_exempt_apis(request, view_func)
         if is_api_path(request.path):
             return unauthenticated_response(
                 request, "authentication required: send a Bearer token or Basic credentials"
             )
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+
+    def _csrf_for_exempt_apis(self, request: HttpRequest, view_func: Callable[..., Any]) -> HttpResponse | None:
+        """The MLflow-compatible views are csrf_exempt (the mlflow client sends no CSRF token), so a
+        write that rides on a browser's session cookie alone is checked for CSRF here instead."""
+        if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            return None
+        if getattr(request, "_dont_enforce_csrf_checks", False):  # credentials came in a header
+            return None
+        if not getattr(view_func, "csrf_exempt", False) or not request.path.startswith(MLFLOW_PREFIXES):
+            return None
+        rejected = CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, _csrf_protected, (), {})
+        if rejected is None:
+            return None
+        return JsonResponse(
+            {"error_code": "PERMISSION_DENIED", "message": "CSRF check failed: send a token instead of a session"},
+            status=403,
+        )
+
+
+def _csrf_protected(request: HttpRequest) -> HttpResponse:  # a stand-in view that is not csrf_exempt
+    return HttpResponse()

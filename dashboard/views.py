@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
@@ -12,6 +13,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.models import ApiToken, AuditEvent
+from accounts.services import has_role
 from jobs.charts import jobs_per_day_figure
 from jobs.models import Job, JobStatus
 from jobs.queries import jobs_per_day
@@ -19,6 +21,15 @@ from jobs.queries import jobs_per_day
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _activity(user: Any) -> Any:
+    """Admins see everyone's changes; others their own, since events name objects (e.g. private
+    experiments) that not everyone may read."""
+    events = AuditEvent.objects.all()
+    if not has_role(user, "admin"):
+        events = events.filter(actor=user)
+    return events[:12]
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -62,7 +73,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "dashboard/home.html",
         {
             "cards": cards,
-            "activity": AuditEvent.objects.all()[:12],
+            "activity": _activity(request.user),
             "recent_jobs": Job.objects.defer("log", "params", "result")[:6],
             "jobs_figure": json.dumps(figure),
             "has_jobs": job_counts["total"] > 0,

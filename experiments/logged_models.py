@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import uuid
 from collections.abc import Iterable
@@ -373,6 +374,8 @@ def _string_q(field: str, op: str, value: Any) -> Q:
 
 
 def _numeric_q(field: str, op: str, value: float) -> Q:
+    if not math.isfinite(value) or not -(2**63) <= value < 2**63:
+        raise invalid(f"Invalid value {value!r} for {field}: expected a timestamp in milliseconds")
     number = int(value)
     lookups = {"=": "exact", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
     if op == "!=":
@@ -443,7 +446,7 @@ def _offset(page_token: str | None, key: str) -> int:
     try:
         data = json.loads(base64.urlsafe_b64decode(page_token.encode()))
         offset, token_key = int(data["offset"]), str(data["key"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
         raise invalid(f"Invalid page token: {page_token!r}") from None
     if token_key != key or offset < 0:
         raise invalid("The page token belongs to a different search; repeat the search without it.")

@@ -420,6 +420,10 @@ def log_inputs(run: Run, datasets: list[dict[str, Any]]) -> None:
     require_active(run)
     with transaction.atomic():
         for index, item in enumerate(datasets):
+            if not isinstance(item, dict) or not isinstance(item.get("dataset") or {}, dict):
+                raise invalid(f"Invalid value for parameter 'datasets[{index}]' supplied: must be an object")
+            if not isinstance(item.get("tags") or [], list):
+                raise invalid(f"Invalid value for parameter 'datasets[{index}].tags' supplied: must be a list")
             dataset = item.get("dataset") or {}
             name = dataset.get("name")
             digest = dataset.get("digest")

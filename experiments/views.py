@@ -485,9 +485,10 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     tags = list(run.tags.order_by("key"))
     tag_map = {t.key: t.value for t in tags}
     metrics = list(run.latest_metrics.order_by("key"))
-    outputs = list(RunOutput.objects.filter(run=run).select_related("model"))
+    readable = permissions.visible_experiments(request.user)
+    outputs = list(RunOutput.objects.filter(run=run, model__experiment__in=readable).select_related("model"))
     models = {o.model_id: o.model for o in outputs}
-    for model in LoggedModel.objects.filter(source_run=run).exclude(pk__in=list(models)):
+    for model in LoggedModel.objects.filter(source_run=run, experiment__in=readable).exclude(pk__in=list(models)):
         models[model.pk] = model
     parent_id = tag_map.get("mlflow.parentRunId", "")
     level = permissions.level_for(request.user, experiment)
@@ -515,7 +516,9 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
             "system_tags": [t for t in tags if t.key.startswith("mlflow.") and t.key != "mlflow.note.content"],
             "description": tag_map.get("mlflow.note.content", ""),
             "sources": [(label, tag_map[key]) for key, label in SOURCE_TAGS if tag_map.get(key)],
-            "parent": Run.objects.filter(pk=parent_id).only("run_uuid", "name").first() if parent_id else None,
+            "parent": Run.objects.filter(pk=parent_id, experiment__in=readable).only("run_uuid", "name").first()
+            if parent_id
+            else None,
             "children": list(
                 Run.objects.filter(tags__key="mlflow.parentRunId", tags__value=run.pk, experiment=experiment).only(
                     "run_uuid", "name", "status"

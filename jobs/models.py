@@ -60,6 +60,14 @@ class Job(models.Model):
         spec = registry.get(self.type)
         return f"{spec.label if spec else self.type} #{self.pk}"
 
+    def user_can(self, user: object, action: str) -> bool:
+        """Everyone with a role sees jobs; only the requester (or an admin) cancels or changes one."""
+        if action == "view":
+            return True
+        from accounts.services import has_role
+
+        return self.requested_by_id == getattr(user, "pk", None) or has_role(user, "admin")
+
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -94,7 +95,11 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.done.wait(settings.JOB_HEARTBEAT_INTERVAL):
-                self.ctx.beat()
+                try:
+                    self.ctx.beat()
+                except Exception:  # a database blip must not silently end the heartbeats
+                    logger.warning("heartbeat failed; will try again", exc_info=True)
+                    close_old_connections()
         finally:
             close_old_connections()
 
@@ -117,9 +122,10 @@ def execute(job_id: int, worker: str | None = None) -> str:
     beat = _Heartbeat(ctx)
     if threaded:
         beat.start()
-    ctx.log(f"attempt {job.attempts} of {job.max_attempts} started on {job.worker}")
     try:
+        ctx.log(f"attempt {job.attempts} of {job.max_attempts} started on {job.worker}")
         result = spec.handler(ctx) or {}
+        json.dumps(result)  # a result that cannot be stored must fail the job, not loop it
     except JobStopped as stop:
         if stop.status == "lost":
             return "lost"

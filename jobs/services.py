@@ -130,6 +130,10 @@ def finish_job(job: Job, status: str, *, result: dict[str, Any] | None = None, e
 
 def requeue_job(job: Job, reason: str) -> bool:
     """Give a running job back to the queue for another attempt (the worker asked for a retry)."""
+    if Job.objects.filter(owns(job), cancel_requested=True).update(
+        status=JobStatus.CANCELLED, finished_at=timezone.now(), error=f"cancelled by a user ({reason})"[-4000:]
+    ):
+        return False
     updated = Job.objects.filter(owns(job)).update(status=JobStatus.QUEUED, error=reason[-4000:])
     if updated:
         transaction.on_commit(lambda: dispatch_job(job.pk))
@@ -164,6 +168,7 @@ class ReconcileReport:
     redispatched: list[int] = field(default_factory=list)
     retried: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
 
 
 def reconcile_jobs() -> ReconcileReport:
@@ -180,7 +185,16 @@ def reconcile_jobs() -> ReconcileReport:
     lost = Job.objects.filter(status=JobStatus.QUEUED).filter(
         Q(enqueued_at__lt=redispatch_before) | Q(enqueued_at__isnull=True, created_at__lt=redispatch_before)
     )
-    rows = lost.values_list("pk", "attempts", "max_attempts", "enqueued_at", "dispatch_count")
+    # A cancel that arrived while the job was between attempts ends it here.
+    cancelled = Job.objects.filter(status=JobStatus.QUEUED, cancel_requested=True)
+    for job_id in cancelled.values_list("pk", flat=True)[:500]:
+        if Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+            status=JobStatus.CANCELLED, finished_at=now, error="cancelled by a user"
+        ):
+            report.cancelled.append(job_id)
+    rows = lost.exclude(cancel_requested=True).values_list(
+        "pk", "attempts", "max_attempts", "enqueued_at", "dispatch_count"
+    )
     for job_id, attempts, max_attempts, enqueued_at, sent in rows[:500]:
         if enqueued_at is not None and enqueued_at > now - redispatch_backoff(sent):
             continue  # probably just waiting in a long queue: don't flood it with duplicates
@@ -193,12 +207,28 @@ def reconcile_jobs() -> ReconcileReport:
             report.redispatched.append(job_id)
 
     stale_before = now - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT)
+    # A handler stuck in I/O keeps beating but never reaches a checkpoint: its timeout ends it here.
+    running = Job.objects.filter(status=JobStatus.RUNNING, timeout_seconds__isnull=False)
+    for job in running.only("pk", "attempts", "started_at", "timeout_seconds")[:500]:
+        grace = timedelta(seconds=job.timeout_seconds + settings.JOB_HEARTBEAT_TIMEOUT)
+        if (
+            job.started_at
+            and job.started_at + grace < now
+            and Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts).update(
+                status=JobStatus.FAILED, finished_at=now, error=f"timed out after {job.timeout_seconds}s"
+            )
+        ):
+            report.failed.append(job.pk)
     dead = Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
     for job in dead.only("pk", "attempts", "max_attempts", "heartbeat_at", "worker")[:500]:
         silent = int((now - job.heartbeat_at).total_seconds()) if job.heartbeat_at else 0
         reason = f"worker {job.worker or '?'} stopped sending heartbeats ({silent}s) during attempt {job.attempts}"
         same_attempt = Q(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts, heartbeat_at__lt=stale_before)
-        if job.attempts < job.max_attempts:
+        if Job.objects.filter(same_attempt, cancel_requested=True).update(
+            status=JobStatus.CANCELLED, finished_at=now, error=f"cancelled by a user; {reason}"
+        ):
+            report.cancelled.append(job.pk)
+        elif job.attempts < job.max_attempts:
             if Job.objects.filter(same_attempt).update(status=JobStatus.QUEUED, error=reason):
                 _log_system(job.pk, f"{reason}; retrying")
                 dispatch_job(job.pk)
@@ -208,10 +238,15 @@ def reconcile_jobs() -> ReconcileReport:
         ):
             _log_system(job.pk, f"{reason}; failed after {job.max_attempts} attempts")
             report.failed.append(job.pk)
-    if report.redispatched or report.retried or report.failed:
+    if report.redispatched or report.retried or report.failed or report.cancelled:
         logger.info(
             "reconciled jobs",
-            extra={"redispatched": report.redispatched, "retried": report.retried, "failed": report.failed},
+            extra={
+                "redispatched": report.redispatched,
+                "retried": report.retried,
+                "failed": report.failed,
+                "cancelled": report.cancelled,
+            },
         )
     return report
 

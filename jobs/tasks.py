@@ -15,4 +15,9 @@ def run_job(self: Task, job_id: int) -> str:
 @shared_task(name="jobs.reconcile", ignore_result=True, acks_late=False)
 def reconcile() -> dict[str, list[int]]:
     report = services.reconcile_jobs()
-    return {"redispatched": report.redispatched, "retried": report.retried, "failed": report.failed}
+    return {
+        "redispatched": report.redispatched,
+        "retried": report.retried,
+        "failed": report.failed,
+        "cancelled": report.cancelled,
+    }

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.permissions import role_required
+from accounts.permissions import can, role_required
 from jobs import services
 from jobs.models import Job, JobStatus
 from jobs.queries import job_list
@@ -29,7 +30,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("requested_by"), pk=pk)
-    return render(request, "jobs/detail.html", {"job": job})
+    return render(request, "jobs/detail.html", {"job": job, "can_cancel": can(request.user, "change", job)})
 
 
 def status(request: HttpRequest, pk: int) -> JsonResponse:
@@ -63,6 +64,8 @@ def start_demo(request: HttpRequest) -> HttpResponse:
 @role_required("editor")
 def cancel(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
+    if not can(request.user, "change", job):
+        raise PermissionDenied("only the user who started this job, or an admin, can cancel it")
     services.cancel_job(job, actor=request.user)
     messages.info(request, f"Asked job #{job.pk} to stop.")
     return redirect("jobs:detail", pk=job.pk)

@@ -53,10 +53,10 @@ def ready(request: HttpRequest) -> JsonResponse:
     problems = [p for p in (_check_database(), _check_broker()) if p]
     checks["database"] = "ok" if not any(p.startswith("database") for p in problems) else "down"
     checks["broker"] = "ok" if not any(p.startswith("broker") for p in problems) else "down"
+    # Anonymous callers see which check failed, never the error text (hosts, users, URLs): that goes to the log.
     body = {
         "status": "ok" if not problems else "unavailable",
         "checks": checks,
-        "problems": problems,
         "elapsed_ms": round(1000 * (time.perf_counter() - start), 1),
     }
     if problems:

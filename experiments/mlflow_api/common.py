@@ -135,7 +135,10 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
             values = request.GET.getlist(key)
             params[key] = values if len(values) > 1 or key.endswith("_ids") else values[0]
         return params
-    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise MlflowError("Content-Length must be an integer", "BAD_REQUEST") from None
     if length > MAX_BODY_BYTES:
         raise invalid(
             f"Batched logging API requests must be at most {MAX_BODY_BYTES} bytes, got a request of size {length}."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpRequest
 
 from experiments import permissions, services
@@ -267,19 +268,28 @@ def log_inputs(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
     datasets = data.get("datasets") or []
     if not isinstance(datasets, list):
         raise invalid("Invalid value for parameter 'datasets' supplied: must be a list")
-    services.log_inputs(run, datasets)
     models = data.get("models") or []
-    for item in models if isinstance(models, list) else []:
-        _link_output(request.user, run, item)  # model inputs are recorded like outputs for lineage
+    if not isinstance(models, list):
+        raise invalid("Invalid value for parameter 'models' supplied: must be a list")
+    with transaction.atomic():
+        services.log_inputs(run, datasets)
+        for item in models:
+            # A model input must exist and be readable; the portal records no model-input lineage yet.
+            _readable_model(request.user, item)
     return {}
 
 
-def _link_output(user: Any, run: Run, item: Any) -> None:
-    if not isinstance(item, dict) or not item.get("model_id"):
+def _readable_model(user: Any, item: Any) -> LoggedModel:
+    if not isinstance(item, dict) or not item.get("model_id") or not isinstance(item["model_id"], str):
         raise invalid("Missing value for required parameter 'models.model_id'.")
     model = LoggedModel.objects.select_related("experiment").filter(pk=item["model_id"]).first()
     if model is None or not permissions.can(user, model.experiment, Permission.READ):
         raise not_found(f"Logged model with ID '{item['model_id']}' not found.")
+    return model
+
+
+def _link_output(user: Any, run: Run, item: Any) -> None:
+    model = _readable_model(user, item)
     RunOutput.objects.get_or_create(run=run, model=model, defaults={"step": parse_int(item.get("step"), "step", 0)})
 
 
@@ -289,8 +299,9 @@ def log_outputs(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
     models = data.get("models") or []
     if not isinstance(models, list):
         raise invalid("Invalid value for parameter 'models' supplied: must be a list")
-    for item in models:
-        _link_output(request.user, run, item)
+    with transaction.atomic():
+        for item in models:
+            _link_output(request.user, run, item)
     return {}
 
 
@@ -341,7 +352,7 @@ def get_metric_history(request: HttpRequest, data: dict[str, Any]) -> dict[str, 
         try:
             after = json.loads(base64.urlsafe_b64decode(token.encode()))
             step, ts, last_id = int(after["step"]), int(after["timestamp"]), int(after["id"])
-        except (ValueError, KeyError, TypeError, RecursionError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             raise invalid(f"Invalid page token: {token!r}") from None
         from django.db.models import Q
 

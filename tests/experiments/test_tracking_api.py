@@ -171,3 +171,50 @@ def test_bulk_interval_history_samples_evenly_keeping_the_ends(api: Client, run:
 def test_server_info_answers_like_mlflow_3(api: Client) -> None:
     body = api.get("/api/3.0/mlflow/server-info").json()
     assert body["store_type"] == "SqlStore" and body["workspaces_enabled"] is False
+
+
+def test_a_browser_session_alone_cannot_write_through_the_mlflow_api(editor: Any, run: Run) -> None:
+    """The MLflow views are csrf_exempt for the client's sake; a session-cookie write still needs CSRF."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(editor)
+    response = browser.post(API + "runs/delete", json.dumps({"run_id": run.pk}), content_type="text/plain")
+    assert response.status_code == 403 and response.json()["error_code"] == "PERMISSION_DENIED"
+    run.refresh_from_db()
+    assert run.lifecycle_stage == "active"
+    assert browser.get(API + "runs/get", {"run_id": run.pk}).status_code == 200  # reads are fine
+
+
+def test_a_token_writes_through_the_mlflow_api_without_csrf(editor: Any, run: Run) -> None:
+    from accounts.services import create_api_token
+
+    client = Client(enforce_csrf_checks=True, HTTP_AUTHORIZATION=f"Bearer {create_api_token(editor, 't').secret}")
+    assert post(client, "runs/delete", {"run_id": run.pk}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"datasets": ["not an object"]},
+        {"datasets": [{"dataset": "nope"}]},
+        {"datasets": [{"dataset": {"name": "d", "digest": "x"}, "tags": "nope"}]},
+        {"models": "nope"},
+        {"models": [{"model_id": 5}]},
+    ],
+)
+def test_malformed_inputs_are_400s_not_500s(api: Client, run: Run, body: Any) -> None:
+    response = post(api, "runs/log-inputs", {"run_id": run.pk, **body})
+    assert response.status_code == 400, response.content
+
+
+def test_an_editor_with_only_read_on_an_experiment_cannot_write_to_it(
+    editor: Any, django_user_model: Any, settings: Any, run: Run
+) -> None:
+    from tests.conftest import make_user
+
+    settings.TRACKING_DEFAULT_PERMISSION = "READ"
+    other = make_user(django_user_model, "otto", "editor")
+    client = Client()
+    client.force_login(other)
+    assert client.get(API + "runs/get", {"run_id": run.pk}).status_code == 200
+    response = post(client, "runs/log-parameter", {"run_id": run.pk, "key": "k", "value": "v"})
+    assert response.status_code == 403 and response.json()["error_code"] == "PERMISSION_DENIED"

@@ -216,3 +216,59 @@ def test_the_reconciler_backs_off_instead_of_flooding_a_long_queue(
     assert report.redispatched == [due.pk]
     assert waiting.pk not in [m["job_id"] for m in sent]
     assert services.redispatch_backoff(50) == timedelta(hours=1)
+
+
+class TestReconcilerEdgeCases:
+    def test_a_cancel_that_arrived_between_attempts_ends_the_job(self, db: None, fast_jobs: Any) -> None:
+        job = JobFactory(cancel_requested=True, enqueued_at=timezone.now() - timedelta(seconds=60))
+        report = services.reconcile_jobs()
+        job.refresh_from_db()
+        assert report.cancelled == [job.pk] and job.status == JobStatus.CANCELLED
+
+    def test_a_dead_worker_on_a_cancelled_job_is_not_retried(self, db: None, fast_jobs: Any) -> None:
+        job = JobFactory(
+            status=JobStatus.RUNNING,
+            attempts=1,
+            cancel_requested=True,
+            heartbeat_at=timezone.now() - timedelta(seconds=30),
+        )
+        report = services.reconcile_jobs()
+        job.refresh_from_db()
+        assert report.cancelled == [job.pk] and report.retried == []
+        assert job.status == JobStatus.CANCELLED
+
+    def test_a_job_stuck_past_its_timeout_fails_even_while_it_beats(self, db: None, fast_jobs: Any) -> None:
+        job = JobFactory(
+            status=JobStatus.RUNNING,
+            attempts=1,
+            timeout_seconds=10,
+            started_at=timezone.now() - timedelta(seconds=60),
+            heartbeat_at=timezone.now(),
+        )
+        report = services.reconcile_jobs()
+        job.refresh_from_db()
+        assert report.failed == [job.pk]
+        assert (job.status, job.error) == (JobStatus.FAILED, "timed out after 10s")
+
+
+def test_a_result_that_is_not_json_fails_the_job(db: None, fast_jobs: Any, custom_type: Any) -> None:
+    def odd(ctx: JobContext) -> dict[str, Any]:
+        return {"when": object()}
+
+    job = JobFactory(type=custom_type("test.odd", odd))
+    assert runner.execute(job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and "not JSON serializable" in job.error
+
+
+def test_a_retry_asked_for_after_a_cancel_request_cancels(
+    db: None, fast_jobs: Any, custom_type: Any, editor: Any
+) -> None:
+    def flaky(ctx: JobContext) -> None:
+        Job.objects.filter(pk=ctx.job.pk).update(cancel_requested=True)
+        raise RetryableJobError("storage unavailable")
+
+    job = JobFactory(type=custom_type("test.flaky2", flaky))
+    assert runner.execute(job.pk) == "retrying"
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED

@@ -64,11 +64,16 @@ def test_the_job_list_paginates_filters_and_avoids_n_plus_one(
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "status"
 
 
-def test_a_job_can_be_cancelled_through_the_api(editor_client: Client) -> None:
-    job = JobFactory()
+def test_a_job_can_be_cancelled_through_the_api_by_whoever_started_it(
+    editor_client: Client, editor: Any, admin_client: Client
+) -> None:
+    job = JobFactory(requested_by=editor)
     response = editor_client.post(f"/api/v1/jobs/{job.pk}/cancel/")
     assert response.status_code == 202
     assert response.json()["status"] == "cancelled"
+    someone_elses = JobFactory()
+    assert editor_client.post(f"/api/v1/jobs/{someone_elses.pk}/cancel/").status_code == 403
+    assert admin_client.post(f"/api/v1/jobs/{someone_elses.pk}/cancel/").status_code == 202
 
 
 def test_a_missing_job_is_a_json_404(viewer_client: Client) -> None:

@@ -60,9 +60,14 @@ def test_the_jobs_per_day_figure_of_no_jobs_has_no_traces() -> None:
     assert jobs_per_day_figure([{"day": date(2026, 11, 1)}])["data"] == []
 
 
-def test_viewers_do_not_see_buttons_their_role_cannot_use(viewer_client: Client, editor_client: Client) -> None:
-    job = JobFactory(status=JobStatus.RUNNING)
+def test_viewers_do_not_see_buttons_their_role_cannot_use(
+    viewer_client: Client, editor_client: Client, editor: Any
+) -> None:
+    job = JobFactory(status=JobStatus.RUNNING, requested_by=editor)
     assert "Start a demo job" not in viewer_client.get("/jobs/").content.decode()
     assert "Cancel job" not in viewer_client.get(f"/jobs/{job.pk}/").content.decode()
     assert "Start a demo job" in editor_client.get("/jobs/").content.decode()
     assert "Cancel job" in editor_client.get(f"/jobs/{job.pk}/").content.decode()
+    someone_elses = JobFactory(status=JobStatus.RUNNING)
+    assert "Cancel job" not in editor_client.get(f"/jobs/{someone_elses.pk}/").content.decode()
+    assert editor_client.post(f"/jobs/{someone_elses.pk}/cancel/").status_code == 403
