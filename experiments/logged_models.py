@@ -37,9 +37,10 @@ from experiments.models import (
     now_ms,
 )
 from experiments.services import (
-    MAX_PARAM_VAL_LENGTH,
     MAX_TAG_VAL_LENGTH,
     _generated_name,
+    clean_params,
+    store_immutable_params,
     validate_key,
     validate_value,
 )
@@ -89,20 +90,6 @@ def parse_status(value: Any) -> str:
     return str(status)
 
 
-def _clean_params(params: Iterable[tuple[Any, Any]]) -> dict[str, str]:
-    clean: dict[str, str] = {}
-    for key, value in params:
-        key = validate_key("Param", key, "params.key")
-        value = validate_value(value, MAX_PARAM_VAL_LENGTH, "params.value")
-        if key in clean and clean[key] != value:
-            raise invalid(
-                f"Duplicate parameter keys have been submitted: [{key!r}]. Please ensure the request contains only "
-                "one param value per param key."
-            )
-        clean[key] = value
-    return clean
-
-
 def _clean_tags(tags: Iterable[tuple[Any, Any]]) -> dict[str, str]:
     # A repeated key keeps its last value, as MLflow's store does.
     return {validate_key("Tag", k, "tags.key"): validate_value(v, MAX_TAG_VAL_LENGTH, "tags.value") for k, v in tags}
@@ -135,7 +122,7 @@ def create_logged_model(
     name = validate_model_name(name) or _generated_name()
     if model_type and len(model_type) > MAX_MODEL_TYPE_LENGTH:
         raise invalid(f"'model_type' exceeds the maximum length of {MAX_MODEL_TYPE_LENGTH} characters")
-    param_map = _clean_params(params)
+    param_map = clean_params(list(params), "params")
     tag_map = _clean_tags(tags)
     model_id = new_model_id()
     authenticated = creator is not None and getattr(creator, "is_authenticated", False)
@@ -159,21 +146,13 @@ def create_logged_model(
 
 def log_logged_model_params(model: LoggedModel, params: list[tuple[Any, Any]]) -> None:
     """Log params; the same value again is fine, a different value for a logged key is an error."""
-    clean = _clean_params(params)
-    if not clean:
-        return
     with transaction.atomic():
-        LoggedModelParam.objects.bulk_create(
-            [LoggedModelParam(model=model, key=k, value=v) for k, v in clean.items()], ignore_conflicts=True
+        store_immutable_params(
+            LoggedModelParam.objects.filter(model=model),
+            lambda k, v: LoggedModelParam(model=model, key=k, value=v),
+            clean_params(list(params), "params"),
+            f"model ID='{model.model_id}'",
         )
-        existing = dict(LoggedModelParam.objects.filter(model=model, key__in=list(clean)).values_list("key", "value"))
-        for key, value in clean.items():
-            if existing.get(key) != value:
-                raise invalid(
-                    f"Changing param values is not allowed. Param with key='{key}' was already logged with "
-                    f"value='{existing.get(key)}' for model ID='{model.model_id}'. Attempted logging new value "
-                    f"'{value}'."
-                )
         _touch(model)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 
 from accounts.services import record_audit
 from experiments.mlflow_api.common import MlflowError, invalid, not_found
@@ -273,31 +274,48 @@ def set_run_lifecycle(run: Run, stage: str, *, actor: Any) -> None:
         record_audit(actor, f"run.{'delete' if stage == LifecycleStage.DELETED else 'restore'}", run)
 
 
-def log_params(run: Run, params: list[tuple[Any, Any]]) -> None:
-    """Log params; the same value again is fine, a different value for a logged key is an error."""
-    require_active(run)
+def clean_params(params: list[tuple[Any, Any]], field: str | None = None) -> dict[str, str]:
+    """Validated params; one key twice with two values in one request is an error. `field` names the
+    request's list of params in error messages (default: `params[i].` in batches, nothing for one)."""
     clean: dict[str, str] = {}
     for index, (key, value) in enumerate(params):
-        path = f"params[{index}]" if len(params) > 1 else "key"
-        key = validate_key("Param", key, f"{path}.key" if len(params) > 1 else "key")
-        value = validate_value(value, MAX_PARAM_VAL_LENGTH, f"{path}.value" if len(params) > 1 else "value")
+        path = f"{field}." if field else f"params[{index}]." if len(params) > 1 else ""
+        key = validate_key("Param", key, f"{path}key")
+        value = validate_value(value, MAX_PARAM_VAL_LENGTH, f"{path}value")
         if key in clean and clean[key] != value:
             raise invalid(
                 f"Duplicate parameter keys have been submitted: [{key!r}]. Please ensure the request contains only "
                 "one param value per param key."
             )
         clean[key] = value
+    return clean
+
+
+def store_immutable_params(rows: QuerySet[Any], make: Any, clean: dict[str, str], owner: str) -> None:
+    """Insert params that are new; the same value again is fine; a different value for a stored key is
+    an error that rolls back the whole request (`rows` are the owner's params, `make(key, value)` a new row)."""
     if not clean:
         return
     with transaction.atomic():
-        Param.objects.bulk_create([Param(run=run, key=k, value=v) for k, v in clean.items()], ignore_conflicts=True)
-        existing = dict(Param.objects.filter(run=run, key__in=list(clean)).values_list("key", "value"))
-    for key, value in clean.items():
-        if existing.get(key) != value:
-            raise invalid(
-                f"Changing param values is not allowed. Param with key='{key}' was already logged with "
-                f"value='{existing.get(key)}' for run ID='{run.run_uuid}'. Attempted logging new value '{value}'."
-            )
+        rows.model.objects.bulk_create([make(k, v) for k, v in clean.items()], ignore_conflicts=True)
+        existing = dict(rows.filter(key__in=list(clean)).values_list("key", "value"))
+        for key, value in clean.items():
+            if existing.get(key) != value:
+                raise invalid(
+                    f"Changing param values is not allowed. Param with key='{key}' was already logged with "
+                    f"value='{existing.get(key)}' for {owner}. Attempted logging new value '{value}'."
+                )
+
+
+def log_params(run: Run, params: list[tuple[Any, Any]]) -> None:
+    """Log params; the same value again is fine, a different value for a logged key is an error."""
+    require_active(run)
+    store_immutable_params(
+        Param.objects.filter(run=run),
+        lambda k, v: Param(run=run, key=k, value=v),
+        clean_params(params),
+        f"run ID='{run.run_uuid}'",
+    )
 
 
 def set_tags(run: Run, tags: list[tuple[Any, Any]]) -> None:

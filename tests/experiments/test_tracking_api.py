@@ -218,3 +218,13 @@ def test_an_editor_with_only_read_on_an_experiment_cannot_write_to_it(
     assert client.get(API + "runs/get", {"run_id": run.pk}).status_code == 200
     response = post(client, "runs/log-parameter", {"run_id": run.pk, "key": "k", "value": "v"})
     assert response.status_code == 403 and response.json()["error_code"] == "PERMISSION_DENIED"
+
+
+def test_a_batch_with_one_changed_param_stores_none_of_its_params(api: Client, run: Run) -> None:
+    services.log_params(run, [("lr", "0.1")])
+    body = {"run_id": run.pk, "params": [{"key": "new", "value": "1"}, {"key": "lr", "value": "0.2"}],
+            "tags": [{"key": "t", "value": "1"}], "metrics": [{"key": "m", "value": 1, "timestamp": 1}]}  # fmt: skip
+    response = post(api, "runs/log-batch", body)
+    assert response.status_code == 400
+    assert dict(Param.objects.filter(run=run).values_list("key", "value")) == {"lr": "0.1"}
+    assert not run.tags.filter(key="t").exists() and not Metric.objects.filter(run=run).exists()
