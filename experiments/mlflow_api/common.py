@@ -127,6 +127,19 @@ def optional_str(data: dict[str, Any], key: str) -> str | None:
     return value
 
 
+def key_value_pairs(data: dict[str, Any], key: str) -> list[tuple[Any, Any]]:
+    """`[{"key": ..., "value": ...}, ...]` (tags, params) as pairs; values are validated by services."""
+    raw = data.get(key) or []
+    if not isinstance(raw, list):
+        raise invalid(f"Invalid value for parameter '{key}' supplied: must be a list")
+    out = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise invalid(f"Invalid value for parameter '{key}[{index}]' supplied: must be an object")
+        out.append((item.get("key"), item.get("value")))
+    return out
+
+
 def read_json(request: HttpRequest) -> dict[str, Any]:
     """The request's parameters: the JSON body for writes, the query string for GETs."""
     if request.method == "GET":

@@ -27,6 +27,7 @@ from experiments.mlflow_api.common import (
     MlflowError,
     endpoint,
     invalid,
+    key_value_pairs,
     not_found,
     optional_str,
     parse_int,
@@ -58,18 +59,6 @@ def fresh_json(model_id: str) -> dict[str, Any]:
     return model_json(LoggedModel.objects.prefetch_related("tags", "params").get(pk=model_id))
 
 
-def _pairs(data: dict[str, Any], key: str) -> list[tuple[Any, Any]]:
-    raw = data.get(key) or []
-    if not isinstance(raw, list):
-        raise invalid(f"Invalid value for parameter '{key}' supplied: must be a list")
-    out = []
-    for index, item in enumerate(raw):
-        if not isinstance(item, dict):
-            raise invalid(f"Invalid value for parameter '{key}[{index}]' supplied: must be an object")
-        out.append((item.get("key"), item.get("value")))
-    return out
-
-
 @endpoint("POST")
 def create_logged_model(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
     experiment = experiment_for(request.user, require_str(data, "experiment_id"), Permission.EDIT)
@@ -79,8 +68,8 @@ def create_logged_model(request: HttpRequest, data: dict[str, Any]) -> dict[str,
         name=optional_str(data, "name"),
         model_type=optional_str(data, "model_type"),
         source_run=run_for(request.user, source_run_id) if source_run_id else None,
-        params=_pairs(data, "params"),
-        tags=_pairs(data, "tags"),
+        params=key_value_pairs(data, "params"),
+        tags=key_value_pairs(data, "tags"),
         creator=request.user,
     )
     return {"model": fresh_json(model.pk)}
@@ -132,7 +121,7 @@ def search_logged_models(request: HttpRequest, data: dict[str, Any]) -> dict[str
 @endpoint("PATCH")
 def set_logged_model_tags(request: HttpRequest, data: dict[str, Any], model_id: str) -> dict[str, Any]:
     model = model_for(request.user, model_id, Permission.EDIT, allow_deleted=True)
-    logged_models.set_logged_model_tags(model, _pairs(data, "tags"))
+    logged_models.set_logged_model_tags(model, key_value_pairs(data, "tags"))
     return {}
 
 
@@ -146,7 +135,7 @@ def delete_logged_model_tag(request: HttpRequest, data: dict[str, Any], model_id
 @endpoint("POST")
 def log_logged_model_params(request: HttpRequest, data: dict[str, Any], model_id: str) -> dict[str, Any]:
     model = model_for(request.user, model_id, Permission.EDIT, allow_deleted=True)
-    logged_models.log_logged_model_params(model, _pairs(data, "params"))
+    logged_models.log_logged_model_params(model, key_value_pairs(data, "params"))
     return {}
 
 

@@ -13,6 +13,7 @@ from experiments.mlflow_api.common import (
     encode_float,
     endpoint,
     invalid,
+    key_value_pairs,
     not_found,
     optional_str,
     parse_float,
@@ -25,18 +26,6 @@ from experiments.services import MetricPoint
 
 MAX_HISTORY_PAGE = 25_000
 MAX_RESULTS_PER_RUN = 2_500  # MLflow's cap for get-history-bulk-interval
-
-
-def _tags(data: dict[str, Any], key: str = "tags") -> list[tuple[Any, Any]]:
-    raw = data.get(key) or []
-    if not isinstance(raw, list):
-        raise invalid(f"Invalid value for parameter '{key}' supplied: must be a list")
-    out = []
-    for index, tag in enumerate(raw):
-        if not isinstance(tag, dict):
-            raise invalid(f"Invalid value for parameter '{key}[{index}]' supplied: must be an object")
-        out.append((tag.get("key"), tag.get("value")))
-    return out
 
 
 def _view_type(data: dict[str, Any], key: str) -> str:
@@ -63,7 +52,7 @@ def create_experiment(request: HttpRequest, data: dict[str, Any]) -> dict[str, A
     experiment = services.create_experiment(
         require_str(data, "name"),
         owner=request.user,
-        tags=_tags(data),
+        tags=key_value_pairs(data, "tags"),
         artifact_location=optional_str(data, "artifact_location"),
     )
     return {"experiment_id": str(experiment.pk)}
@@ -153,7 +142,7 @@ def create_run(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
         user_id=optional_str(data, "user_id") or request.user.get_username(),
         start_time=parse_int(data.get("start_time"), "start_time", 0) or None,
         run_name=optional_str(data, "run_name"),
-        tags=_tags(data),
+        tags=key_value_pairs(data, "tags"),
     )
     # A new run has only the tags it was created with: no need to read it back.
     return {"run": run_json(run, fresh_tags=run.initial_tags)}
@@ -257,7 +246,7 @@ def log_batch(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
         run,
         metrics=points,
         params=[(p.get("key"), p.get("value")) if isinstance(p, dict) else (None, None) for p in params],
-        tags=_tags(data),
+        tags=key_value_pairs(data, "tags"),
     )
     return {}
 
