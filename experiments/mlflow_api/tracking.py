@@ -24,7 +24,7 @@ from experiments.mlflow_api.lookups import experiment_for, run_for
 from experiments.models import Experiment, LifecycleStage, LoggedModel, Metric, Permission, Run, RunOutput
 from experiments.services import MetricPoint
 
-MAX_HISTORY_PAGE = 25_000
+MAX_HISTORY_ALL = 10_000_000  # one response's ceiling; MLflow itself has none
 MAX_RESULTS_PER_RUN = 2_500  # MLflow's cap for get-history-bulk-interval
 
 
@@ -324,16 +324,18 @@ def search_runs(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
 
 @endpoint("GET")
 def get_metric_history(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
-    """A metric's points ordered by step and timestamp, paged with `max_results` and `page_token`."""
+    """A metric's points ordered by step and timestamp: all of them, as MLflow answers when no
+    `max_results` is given, or pages of `max_results` with `page_token`."""
     import base64
     import json
 
     run = run_for(request.user, data.get("run_id") or data.get("run_uuid"))
     key = require_str(data, "metric_key")
-    max_results = parse_int(data.get("max_results"), "max_results", MAX_HISTORY_PAGE)
-    if not 1 <= max_results <= MAX_HISTORY_PAGE:
+    limit = data.get("max_results")
+    max_results = MAX_HISTORY_ALL if limit in (None, "") else parse_int(limit, "max_results")
+    if not 1 <= max_results <= MAX_HISTORY_ALL:
         raise invalid(
-            f"Invalid value {max_results} for parameter 'max_results' supplied: must be 1 to {MAX_HISTORY_PAGE}"
+            f"Invalid value {max_results} for parameter 'max_results' supplied: must be 1 to {MAX_HISTORY_ALL}"
         )
     token = optional_str(data, "page_token")
     qs = Metric.objects.filter(run=run, key=key).order_by("step", "timestamp", "id")
@@ -346,7 +348,7 @@ def get_metric_history(request: HttpRequest, data: dict[str, Any]) -> dict[str, 
         from django.db.models import Q
 
         qs = qs.filter(Q(step__gt=step) | Q(step=step, timestamp__gt=ts) | Q(step=step, timestamp=ts, id__gt=last_id))
-    # Tuples, not model instances: a page holds up to 25,000 points.
+    # Tuples, not model instances: a history can hold millions of points.
     rows = list(qs.values_list("value", "is_nan", "timestamp", "step", "id")[: max_results + 1])
     result: dict[str, Any] = {
         "metrics": [

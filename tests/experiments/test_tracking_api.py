@@ -228,3 +228,10 @@ def test_a_batch_with_one_changed_param_stores_none_of_its_params(api: Client, r
     assert response.status_code == 400
     assert dict(Param.objects.filter(run=run).values_list("key", "value")) == {"lr": "0.1"}
     assert not run.tags.filter(key="t").exists() and not Metric.objects.filter(run=run).exists()
+
+
+def test_metric_history_without_max_results_returns_every_point_at_once(api: Client, run: Run) -> None:
+    services.log_metrics(run, [MetricPoint("loss", i / 7, 1000 + i, i) for i in range(30_000)])
+    body = api.get(API + "metrics/get-history", {"run_id": run.pk, "metric_key": "loss"}).json()
+    assert len(body["metrics"]) == 30_000 and "next_page_token" not in body
+    assert body["metrics"][-1] == {"key": "loss", "value": 29_999 / 7, "timestamp": 30_999, "step": 29_999}
