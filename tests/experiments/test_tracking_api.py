@@ -235,3 +235,12 @@ def test_metric_history_without_max_results_returns_every_point_at_once(api: Cli
     body = api.get(API + "metrics/get-history", {"run_id": run.pk, "metric_key": "loss"}).json()
     assert len(body["metrics"]) == 30_000 and "next_page_token" not in body
     assert body["metrics"][-1] == {"key": "loss", "value": 29_999 / 7, "timestamp": 30_999, "step": 29_999}
+
+
+def test_bulk_interval_history_samples_over_the_distinct_steps_when_they_have_gaps(api: Client, run: Run) -> None:
+    steps = [0, 1, 2, 10, 11, 50, 51, 52, 90, 100]
+    services.log_metrics(run, [MetricPoint("loss", float(s), 1000 + s, s) for s in steps])
+    body = api.get(
+        API + "metrics/get-history-bulk-interval", {"run_ids": [run.pk], "metric_key": "loss", "max_results": 4}
+    ).json()
+    assert [m["step"] for m in body["metrics"]] == [0, 10, 51, 100]  # indices 0, 3, 6, 9 of the distinct steps
