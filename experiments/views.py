@@ -428,7 +428,7 @@ def runs_action(request: HttpRequest, experiment_id: int) -> HttpResponse:
 
 def _artifact_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     """The artifact browser: the listed directory (?dir=) and the previewed file (?file=)."""
-    root = f"{run.experiment_id}/{run.run_uuid}/artifacts"
+    root = artifacts.relative_of_uri(run.artifact_uri)
     context: dict[str, Any] = {"dir": "", "entries": [], "error": "", "preview": None, "crumbs": []}
     try:
         directory = request.GET.get("dir", "").strip("/")
@@ -592,7 +592,7 @@ def artifact_file(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _run_or_404(request.user, run_id)
     try:
         path = artifacts.safe_relative_path(request.GET.get("path", ""))
-        handle = artifacts.open_file(f"{run.experiment_id}/{run.run_uuid}/artifacts/{path}")
+        handle = artifacts.open_file(artifacts.join(artifacts.relative_of_uri(run.artifact_uri), path))
     except MlflowError as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise Http404(exc.message) from None

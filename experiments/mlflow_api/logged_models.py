@@ -41,12 +41,7 @@ def model_for(user: Any, model_id: str, level: str = Permission.READ, *, allow_d
     model = LoggedModel.objects.select_related("experiment").filter(pk=model_id).first()
     if model is None or (model.lifecycle_stage == LifecycleStage.DELETED and not allow_deleted):
         raise not_found(f"Logged model with ID '{model_id}' not found.")
-    try:
-        check(user, model.experiment, level)
-    except MlflowError as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise not_found(f"Logged model with ID '{model_id}' not found.") from None
-        raise
+    check(user, model.experiment, level, missing=f"Logged model with ID '{model_id}' not found.")
     return model
 
 

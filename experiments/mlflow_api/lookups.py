@@ -26,11 +26,12 @@ def deny(user: Any, level: str) -> MlflowError:
     return MlflowError(f"Permission denied: user '{name}' needs {level} on this experiment.", "PERMISSION_DENIED")
 
 
-def check(user: Any, experiment: Experiment, level: str) -> None:
+def check(user: Any, experiment: Experiment, level: str, missing: str | None = None) -> None:
+    """Raise unless `user` holds `level`. Without READ, answer as if the object (`missing` names it)
+    did not exist, so ids cannot be probed."""
     current = permissions.level_for(user, experiment)
     if current == 0:
-        # Not even READ: answer as if it did not exist, so ids cannot be probed.
-        raise not_found(f"Could not find experiment with ID {experiment.pk}")
+        raise not_found(missing or f"Could not find experiment with ID {experiment.pk}")
     if current < PERMISSION_RANK[level]:
         raise deny(user, level)
 
@@ -60,10 +61,5 @@ def run_for(user: Any, run_id: Any, level: str = Permission.READ, *, prefetch: b
     run = runs.filter(pk=run_id).first()
     if run is None:
         raise not_found(f"Run with id={run_id} not found")
-    try:
-        check(user, run.experiment, level)
-    except MlflowError as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise not_found(f"Run with id={run_id} not found") from None
-        raise
+    check(user, run.experiment, level, missing=f"Run with id={run_id} not found")
     return run

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 from django.core.handlers.wsgi import WSGIRequest
 from django.test import Client
 
-from accounts.services import create_api_token
 from experiments import artifacts, services
 from experiments.artifacts import ArtifactPathError, ArtifactTooLarge
 from experiments.models import Experiment, Run
@@ -415,27 +413,6 @@ def test_anonymous_uploads_are_refused_before_anything_is_written(run: Run, stor
 
 
 # The real client ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def mlflow_client(live_server: Any, editor: Any, store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    import mlflow
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", live_server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", create_api_token(editor, "t").secret)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    mlflow.set_tracking_uri(live_server.url)
-    yield mlflow.MlflowClient()
-    close_client_connections()
-
-
-def close_client_connections() -> None:
-    """Drop the client's cached HTTP sessions so their keep-alive connections (and the live server's
-    request threads serving them) end with the test."""
-    from mlflow.utils.request_utils import _cached_get_request_session
-
-    _cached_get_request_session.cache_clear()
 
 
 def test_the_mlflow_client_logs_lists_and_downloads_artifacts(mlflow_client: Any, store: Path, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,9 @@ from django.test import Client
 from google.protobuf.json_format import ParseDict
 from mlflow.protos import service_pb2
 
-from accounts.services import create_api_token
 from experiments import logged_models, services
 from experiments.models import Experiment, LoggedModel, LoggedModelStatus, Run
 from tests.conftest import make_user
-from tests.experiments.test_artifacts import close_client_connections
 
 API = "/api/2.0/mlflow/logged-models"
 
@@ -371,19 +368,6 @@ def test_an_admin_may_change_anyones_logged_model(
 
 
 # The real client ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def mlflow_client(live_server: Any, editor: Any, store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    import mlflow
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", live_server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", create_api_token(editor, "t").secret)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    mlflow.set_tracking_uri(live_server.url)
-    yield mlflow.MlflowClient()
-    close_client_connections()
 
 
 def test_the_mlflow_client_drives_a_logged_model_end_to_end(mlflow_client: Any, tmp_path: Path) -> None:
