@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from accounts.models import ROLE_RANK, ApiToken, AuditEvent, Profile, Role
+from mlops_portal import rawsql
 
 TOKEN_PREFIX = "mlp_"  # noqa: S105  (a public marker, not a secret)
 
@@ -47,23 +52,74 @@ def revoke_api_token(token: ApiToken, *, actor: Any) -> None:
     with transaction.atomic():
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        forget_cached_tokens(token_id=token.pk)
         record_audit(actor, "token.revoke", token, {"name": token.name, "owner": token.user.get_username()})
+
+
+# Tokens checked recently, per process: the `mlflow` client calls once per logged value, and the
+# token lookup would otherwise be a database round trip on every call. Revoking a token, changing a
+# role or deactivating a user forgets the entries in this process at once (see accounts.apps); other
+# web processes notice within TOKEN_CACHE_SECONDS (0 turns the cache off).
+_token_cache: dict[str, tuple[float, Any, ApiToken]] = {}
+_token_cache_lock = threading.Lock()
+
+
+def forget_cached_tokens(*, user_id: Any = None, token_id: Any = None) -> None:
+    with _token_cache_lock:
+        for digest, (_, user, token) in list(_token_cache.items()):
+            if (user_id is not None and user.pk == user_id) or (token_id is not None and token.pk == token_id):
+                del _token_cache[digest]
 
 
 def user_for_token(secret: str) -> tuple[Any, ApiToken] | None:
     """The active token's user, touching last_used_at at most once a minute to spare the database."""
     if not secret.startswith(TOKEN_PREFIX):
         return None
-    token = ApiToken.objects.select_related("user", "user__profile").filter(digest=hash_token(secret)).first()
-    if token is None or not token.is_active or not token.user.is_active:
+    digest = hash_token(secret)
+    ttl = float(getattr(settings, "TOKEN_CACHE_SECONDS", 0))
+    now = time.monotonic()
+    hit = _token_cache.get(digest) if ttl > 0 else None
+    if hit is not None and hit[0] > now and hit[2].is_active:
+        # A copy per request: views may set attributes on request.user.
+        return copy.copy(hit[1]), hit[2]
+    found = _load_token(digest)
+    if found is not None and ttl > 0:
+        with _token_cache_lock:
+            if len(_token_cache) >= 10_000:
+                _token_cache.clear()
+            _token_cache[digest] = (now + ttl, found[0], found[1])
+        return copy.copy(found[0]), found[1]
+    return found
+
+
+def _load_token(digest: str) -> tuple[Any, ApiToken] | None:
+    """Token, user and role in one hand-written query: compiling the ORM equivalent would cost more
+    than the round trip."""
+    user_model = get_user_model()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {rawsql.select_list(ApiToken, 't')}, {rawsql.select_list(user_model, 'u')}, p.role"  # noqa: S608
+            f" FROM {ApiToken._meta.db_table} t"
+            f" JOIN {user_model._meta.db_table} u ON u.{user_model._meta.pk.column} = t.user_id"
+            f" LEFT JOIN {Profile._meta.db_table} p ON p.user_id = t.user_id"
+            " WHERE t.digest = %s",
+            [digest],
+        )
+        row = cursor.fetchone()
+    if row is None:
         return None
-    profile = getattr(token.user, "profile", None)
-    token.user._portal_role = Role.ADMIN if token.user.is_superuser else (profile.role if profile else Role.VIEWER)
+    token = rawsql.load(ApiToken, row)
+    user = rawsql.load(user_model, row, rawsql.width(ApiToken))
+    token.user = user
+    if not token.is_active or not user.is_active:
+        return None
+    role = row[-1]
+    user._portal_role = Role.ADMIN if user.is_superuser else (role or Role.VIEWER)
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
-    return token.user, token
+    return user, token
 
 
 def role_of(user: Any) -> str | None:

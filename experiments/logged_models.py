@@ -148,10 +148,7 @@ def log_logged_model_params(model: LoggedModel, params: list[tuple[Any, Any]]) -
     """Log params; the same value again is fine, a different value for a logged key is an error."""
     with transaction.atomic():
         store_immutable_params(
-            LoggedModelParam.objects.filter(model=model),
-            lambda k, v: LoggedModelParam(model=model, key=k, value=v),
-            clean_params(list(params), "params"),
-            f"model ID='{model.model_id}'",
+            LoggedModelParam, "model_id", model.pk, clean_params(list(params), "params"), f"model ID='{model.model_id}'"
         )
         _touch(model)
 

@@ -36,20 +36,28 @@ def levels_for(user: Any, experiments: list[Experiment]) -> dict[int, int]:
                 "experiment_id", "level"
             )
         )
-    levels = {}
-    for experiment in experiments:
-        if experiment.owner_id is not None and experiment.owner_id == user.pk:
-            level = PERMISSION_RANK[Permission.MANAGE]
-        else:
-            grant = grants.get(experiment.pk)
-            level = PERMISSION_RANK[grant or default_level()]
-            if experiment.pk == 0 and grant is None:
-                # "Default" is the shared sandbox every MLflow script logs to unless told otherwise.
-                level = max(level, PERMISSION_RANK[Permission.EDIT])
-        if role == Role.VIEWER:
-            level = min(level, PERMISSION_RANK[Permission.READ])
-        levels[experiment.pk] = level
-    return levels
+    return {e.pk: _level(user, role, e, grants.get(e.pk)) for e in experiments}
+
+
+def _level(user: Any, role: str, experiment: Experiment, grant: str | None) -> int:
+    if role == Role.ADMIN:
+        return PERMISSION_RANK[Permission.MANAGE]
+    if experiment.owner_id is not None and experiment.owner_id == user.pk:
+        level = PERMISSION_RANK[Permission.MANAGE]
+    else:
+        level = PERMISSION_RANK[grant or default_level()]
+        if experiment.pk == 0 and grant is None:
+            # "Default" is the shared sandbox every MLflow script logs to unless told otherwise.
+            level = max(level, PERMISSION_RANK[Permission.EDIT])
+    if role == Role.VIEWER:
+        level = min(level, PERMISSION_RANK[Permission.READ])
+    return level
+
+
+def level_with_grant(user: Any, experiment: Experiment, grant: str | None) -> int:
+    """`level_for` when the caller already read the user's grant on `experiment` (None: no grant)."""
+    role = role_of(user)
+    return 0 if role is None else _level(user, role, experiment, grant)
 
 
 def level_for(user: Any, experiment: Experiment) -> int:

@@ -10,11 +10,11 @@ import math
 import posixpath
 import re
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import QuerySet
+from django.db import IntegrityError, connection, models, transaction
 
 from accounts.services import record_audit
 from experiments.mlflow_api.common import MlflowError, invalid, not_found
@@ -222,14 +222,37 @@ def create_run(
     tag_map["mlflow.runName"] = name
     if user_id:
         tag_map.setdefault("mlflow.user", user_id)
-    with transaction.atomic():
-        run = Run(experiment=experiment, name=name[:250], user_id=user_id, start_time=start_time or now_ms())
-        run.artifact_uri = f"{experiment.artifact_location}/{run.run_uuid}/artifacts"
-        run.save(force_insert=True)
-        RunTag.objects.bulk_create([RunTag(run=run, key=k, value=v) for k, v in tag_map.items()])
-        Experiment.objects.filter(pk=experiment.pk).update(last_update_time=now_ms())
+    run = Run(experiment=experiment, name=name[:250], user_id=user_id, start_time=start_time or now_ms())
+    run.artifact_uri = f"{experiment.artifact_location}/{run.run_uuid}/artifacts"
+    if connection.vendor == "postgresql":
+        _insert_run_postgres(run, tag_map)
+    else:
+        with transaction.atomic():
+            run.save(force_insert=True)
+            RunTag.objects.bulk_create([RunTag(run=run, key=k, value=v) for k, v in tag_map.items()])
+            Experiment.objects.filter(pk=experiment.pk).update(last_update_time=now_ms())
     run.initial_tags = tag_map  # type: ignore[attr-defined]  (lets the API answer without reading back)
     return run
+
+
+def _insert_run_postgres(run: Run, tags: dict[str, str]) -> None:
+    """The run, its tags and the experiment's last update in one statement, so in one round trip and
+    atomic without BEGIN and COMMIT (Django's foreign keys are checked at commit, so the tags may
+    reference the run inserted beside them)."""
+    fields = Run._meta.concrete_fields
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    values = [f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH new_run AS (INSERT INTO {Run._meta.db_table} ({columns}) VALUES ({placeholders})),"  # noqa: S608
+            f" new_tags AS (INSERT INTO {RunTag._meta.db_table} (run_id, key, value)"
+            " SELECT %s, k, v FROM unnest(%s::varchar[], %s::text[]) AS u(k, v))"
+            f" UPDATE {Experiment._meta.db_table} SET last_update_time = %s WHERE id = %s",
+            [*values, run.pk, list(tags), list(tags.values()), now_ms(), run.experiment_id],
+        )
+    run._state.adding = False
+    run._state.db = "default"
 
 
 def _generated_name() -> str:
@@ -291,31 +314,71 @@ def clean_params(params: list[tuple[Any, Any]], field: str | None = None) -> dic
     return clean
 
 
-def store_immutable_params(rows: QuerySet[Any], make: Any, clean: dict[str, str], owner: str) -> None:
+def store_immutable_params(
+    model: type[models.Model], owner_column: str, owner_id: Any, clean: dict[str, str], owner: str
+) -> None:
     """Insert params that are new; the same value again is fine; a different value for a stored key is
-    an error that rolls back the whole request (`rows` are the owner's params, `make(key, value)` a new row)."""
+    an error that rolls back the whole request. `model` has (owner_column, key, value) with one row
+    per owner and key (runs' params, logged models' params)."""
     if not clean:
         return
-    with transaction.atomic():
-        rows.model.objects.bulk_create([make(k, v) for k, v in clean.items()], ignore_conflicts=True)
-        existing = dict(rows.filter(key__in=list(clean)).values_list("key", "value"))
-        for key, value in clean.items():
-            if existing.get(key) != value:
-                raise invalid(
-                    f"Changing param values is not allowed. Param with key='{key}' was already logged with "
-                    f"value='{existing.get(key)}' for {owner}. Attempted logging new value '{value}'."
+    # One key on its own writes nothing when it clashes, so it needs no transaction (no BEGIN and
+    # COMMIT round trips); several keys must not leave the new ones behind when one clashes.
+    with transaction.atomic() if len(clean) > 1 else nullcontext():
+        existing = _store_params(model, owner_column, owner_id, clean)
+    for key, value in clean.items():
+        if existing.get(key) != value:
+            raise invalid(
+                f"Changing param values is not allowed. Param with key='{key}' was already logged with "
+                f"value='{existing.get(key)}' for {owner}. Attempted logging new value '{value}'."
+            )
+
+
+def _store_params(model: type[models.Model], owner_column: str, owner_id: Any, clean: dict[str, str]) -> dict[str, str]:
+    """Insert the new keys; return every key's stored value."""
+    table = model._meta.db_table
+    keys = list(clean)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One statement: the insert, and what was stored before it (a statement's snapshot
+            # does not see its own inserts, which are ours by definition).
+            cursor.execute(
+                "WITH new AS (SELECT * FROM unnest(%s::varchar[], %s::text[]) AS u(k, v)),"  # noqa: S608
+                f" ins AS (INSERT INTO {table} ({owner_column}, key, value) SELECT %s, k, v FROM new"
+                " ON CONFLICT DO NOTHING RETURNING key)"
+                f" SELECT new.k, old.value, new.k IN (SELECT key FROM ins) FROM new"
+                f" LEFT JOIN {table} old ON old.{owner_column} = %s AND old.key = new.k",
+                [keys, list(clean.values()), owner_id, owner_id],
+            )
+            existing: dict[str, str] = {}
+            raced = []
+            for key, old_value, inserted in cursor.fetchall():
+                if inserted:
+                    existing[key] = clean[key]
+                elif old_value is not None:
+                    existing[key] = old_value
+                else:  # another request stored this key after our snapshot began: read what it wrote
+                    raced.append(key)
+            if raced:
+                cursor.execute(
+                    f"SELECT key, value FROM {table} WHERE {owner_column} = %s AND key = ANY(%s)",  # noqa: S608
+                    [owner_id, raced],
                 )
+                existing.update(cursor.fetchall())
+            return existing
+        owner_field = model._meta.get_field(owner_column.removesuffix("_id"))
+        model.objects.bulk_create(
+            [model(**{owner_field.attname: owner_id, "key": k, "value": v}) for k, v in clean.items()],
+            ignore_conflicts=True,
+        )
+        rows = model.objects.filter(**{owner_field.attname: owner_id, "key__in": keys})
+        return dict(rows.values_list("key", "value"))
 
 
 def log_params(run: Run, params: list[tuple[Any, Any]]) -> None:
     """Log params; the same value again is fine, a different value for a logged key is an error."""
     require_active(run)
-    store_immutable_params(
-        Param.objects.filter(run=run),
-        lambda k, v: Param(run=run, key=k, value=v),
-        clean_params(params),
-        f"run ID='{run.run_uuid}'",
-    )
+    store_immutable_params(Param, "run_id", run.pk, clean_params(params), f"run ID='{run.run_uuid}'")
 
 
 def set_tags(run: Run, tags: list[tuple[Any, Any]]) -> None:
@@ -379,33 +442,42 @@ def log_metrics(run: Run, points: list[MetricPoint]) -> None:
         f" WHERE (excluded.step, excluded.timestamp, excluded.value)"
         f" > ({latest_table}.step, {latest_table}.timestamp, {latest_table}.value)"
     )
+    if connection.vendor == "postgresql":
+        # One statement (a data-modifying CTE) is atomic by itself: no BEGIN and COMMIT round trips.
+        with connection.cursor() as cursor:
+            _insert_points_postgres(cursor, run.pk, points, list(newest.values()), upsert_latest)
+        return
     with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            _insert_points_postgres(cursor, run.pk, points, Metric._meta.db_table, " ON CONFLICT DO NOTHING")
-            _insert_points_postgres(cursor, run.pk, list(newest.values()), latest_table, upsert_latest)
-        else:
-            _insert_points_values(cursor, run.pk, points, Metric._meta.db_table, " ON CONFLICT DO NOTHING")
-            _insert_points_values(cursor, run.pk, list(newest.values()), latest_table, upsert_latest)
+        _insert_points_values(cursor, run.pk, points, Metric._meta.db_table, " ON CONFLICT DO NOTHING")
+        _insert_points_values(cursor, run.pk, list(newest.values()), latest_table, upsert_latest)
 
 
 _COLUMNS = "(run_id, key, value, is_nan, timestamp, step)"
+_UNNEST = "unnest(%s::varchar[], %s::float8[], %s::bool[], %s::bigint[], %s::bigint[]) AS u(k, v, n, t, s)"
 
 
-def _insert_points_postgres(cursor: Any, run_id: str, points: list[MetricPoint], table: str, conflict: str) -> None:
-    """One statement with five array parameters: its text never changes with the batch size, so
-    PostgreSQL and psycopg reuse the parsed statement (6,000 placeholders would be re-parsed each time)."""
+def _arrays(points: list[MetricPoint]) -> list[Any]:
     stored = [_stored(p.value) for p in points]
+    return [
+        [p.key for p in points],
+        [v for v, _ in stored],
+        [n for _, n in stored],
+        [p.timestamp for p in points],
+        [p.step for p in points],
+    ]
+
+
+def _insert_points_postgres(
+    cursor: Any, run_id: str, points: list[MetricPoint], newest: list[MetricPoint], upsert_latest: str
+) -> None:
+    """Array parameters keep the statement's text the same whatever the batch size, so PostgreSQL and
+    psycopg reuse the parsed statement (6,000 placeholders would be re-parsed each time)."""
     cursor.execute(
-        f"INSERT INTO {table} {_COLUMNS} SELECT %s, k, v, n, t, s FROM "  # noqa: S608
-        "unnest(%s::varchar[], %s::float8[], %s::bool[], %s::bigint[], %s::bigint[]) AS u(k, v, n, t, s)" + conflict,
-        [
-            run_id,
-            [p.key for p in points],
-            [v for v, _ in stored],
-            [n for _, n in stored],
-            [p.timestamp for p in points],
-            [p.step for p in points],
-        ],
+        f"WITH appended AS (INSERT INTO {Metric._meta.db_table} {_COLUMNS}"  # noqa: S608
+        f" SELECT %s, k, v, n, t, s FROM {_UNNEST} ON CONFLICT DO NOTHING)"
+        f" INSERT INTO {LatestMetric._meta.db_table} {_COLUMNS} SELECT %s, k, v, n, t, s FROM {_UNNEST}"
+        + upsert_latest,
+        [run_id, *_arrays(points), run_id, *_arrays(newest)],
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
@@ -176,6 +176,25 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
 Handler = Callable[..., Any]
 
 
+def _call_with_reconnect(handler: Handler, request: HttpRequest, data: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    """Run the handler without Django's per-request `SELECT 1` connection check (a round trip on
+    every call the `mlflow` client makes); a connection found dead instead (the database restarted)
+    is replaced and the call run once more, which is safe because nothing committed on a dead
+    connection and the logging calls are idempotent."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    if conn.in_atomic_block or not conn.health_check_enabled:
+        return handler(request, data, **kwargs)
+    conn.health_check_done = True
+    try:
+        return handler(request, data, **kwargs)
+    except (OperationalError, InterfaceError):
+        if conn.in_atomic_block or conn.is_usable():
+            raise
+        logger.warning("database connection lost; reconnecting", extra={"path": request.path})
+        conn.close()
+        return handler(request, data, **kwargs)
+
+
 def endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpResponse]]:
     """Wrap a handler `(request, data, **kwargs) -> dict` into a view speaking MLflow's protocol."""
 
@@ -189,7 +208,7 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpResponse]]:
                 )
             try:
                 data = read_json(request)
-                result = handler(request, data, **kwargs)
+                result = _call_with_reconnect(handler, request, data, kwargs)
             except MlflowError as exc:
                 return error_response(exc)
             except DatabaseError:
