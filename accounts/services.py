@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from accounts.models import ROLE_RANK, ApiToken, AuditEvent, Profile, Role
@@ -96,7 +96,7 @@ def _load_token(digest: str) -> tuple[Any, ApiToken] | None:
     """Token, user and role in one hand-written query: compiling the ORM equivalent would cost more
     than the round trip."""
     user_model = get_user_model()
-    with connection.cursor() as cursor:
+    with rawsql.prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT {rawsql.select_list(ApiToken, 't')}, {rawsql.select_list(user_model, 'u')}, p.role"  # noqa: S608
             f" FROM {ApiToken._meta.db_table} t"

@@ -33,6 +33,7 @@ from experiments.models import (
     RunTag,
     now_ms,
 )
+from mlops_portal import rawsql
 
 MAX_ENTITY_KEY_LENGTH = 250
 MAX_PARAM_VAL_LENGTH = 6000
@@ -243,7 +244,7 @@ def _insert_run_postgres(run: Run, tags: dict[str, str]) -> None:
     columns = ", ".join(f'"{f.column}"' for f in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     values = [f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields]
-    with connection.cursor() as cursor:
+    with rawsql.prepared_cursor() as cursor:
         cursor.execute(
             f"WITH new_run AS (INSERT INTO {Run._meta.db_table} ({columns}) VALUES ({placeholders})),"  # noqa: S608
             f" new_tags AS (INSERT INTO {RunTag._meta.db_table} (run_id, key, value)"
@@ -338,7 +339,7 @@ def _store_params(model: type[models.Model], owner_column: str, owner_id: Any, c
     """Insert the new keys; return every key's stored value."""
     table = model._meta.db_table
     keys = list(clean)
-    with connection.cursor() as cursor:
+    with rawsql.prepared_cursor() as cursor:
         if connection.vendor == "postgresql":
             # One statement: the insert, and what was stored before it (a statement's snapshot
             # does not see its own inserts, which are ours by definition).
@@ -444,7 +445,7 @@ def log_metrics(run: Run, points: list[MetricPoint]) -> None:
     )
     if connection.vendor == "postgresql":
         # One statement (a data-modifying CTE) is atomic by itself: no BEGIN and COMMIT round trips.
-        with connection.cursor() as cursor:
+        with rawsql.prepared_cursor() as cursor:
             _insert_points_postgres(cursor, run.pk, points, list(newest.values()), upsert_latest)
         return
     with transaction.atomic(), connection.cursor() as cursor:

@@ -8,13 +8,34 @@ same converters the ORM applies (SQLite returns datetimes as text and booleans a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from typing import Any, TypeVar
 
 from django.db import connection, models
 
 M = TypeVar("M", bound=models.Model)
+
+
+@contextmanager
+def prepared_cursor() -> Iterator[Any]:
+    """A cursor for statements that run on every API call. On PostgreSQL it binds parameters on the
+    server, so psycopg prepares a statement it has run a few times on a connection (DB_PREPARED_
+    STATEMENTS; planning cost more than running these). Django's own cursors bind on the client
+    and never prepare. Elsewhere it is Django's cursor. Errors and query logging are Django's."""
+    with connection.cursor() as django_cursor:  # the health check, connecting, thread checks
+        if connection.vendor != "postgresql":
+            yield django_cursor
+            return
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        raw = ServerBindingCursor(connection.connection)
+        wrapped = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+        try:
+            yield wrapped
+        finally:
+            raw.close()
 
 
 def select_list(model: type[models.Model], alias: str) -> str:

@@ -109,6 +109,10 @@ DATABASES = {
         DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Prepared statements for the hand-written hot paths (mlops_portal/rawsql.py); Django's own
+    # queries bind on the client and are never prepared. Turn off behind a pooler in transaction mode.
+    DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5 if env_bool("DB_PREPARED_STATEMENTS", True) else None}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the worker and the web process write without "database is locked" errors.
     DATABASES["default"]["OPTIONS"] = {

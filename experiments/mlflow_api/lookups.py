@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection
-
 from experiments import permissions
 from experiments.mlflow_api.common import MlflowError, invalid, not_found
 from experiments.models import PERMISSION_RANK, Experiment, ExperimentPermission, Permission, Run
@@ -57,7 +55,7 @@ def experiment_for(user: Any, experiment_id: Any, level: str = Permission.READ) 
 
 def _experiment_with_grant(user: Any, pk: int) -> tuple[Experiment | None, Any]:
     """The experiment and the user's grant on it in one hand-written query (runs/create starts here)."""
-    with connection.cursor() as cursor:
+    with rawsql.prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT {rawsql.select_list(Experiment, 'e')}, g.level FROM {Experiment._meta.db_table} e"  # noqa: S608
             f" LEFT JOIN {ExperimentPermission._meta.db_table} g ON g.experiment_id = e.id AND g.user_id = %s"
@@ -91,7 +89,7 @@ def _run_with_grant(user: Any, run_id: str) -> tuple[Run | None, str | None]:
     """The run, its experiment and the user's grant on it in one hand-written query: every logging
     call starts here, and compiling the equivalent ORM queries costs more than running them."""
     grant_table = ExperimentPermission._meta.db_table
-    with connection.cursor() as cursor:
+    with rawsql.prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT {rawsql.select_list(Run, 'r')}, {rawsql.select_list(Experiment, 'e')}, g.level"  # noqa: S608
             f" FROM {Run._meta.db_table} r JOIN {Experiment._meta.db_table} e ON e.id = r.experiment_id"
