@@ -14,8 +14,18 @@ from functools import cache
 from typing import Any, TypeVar
 
 from django.db import connection, models
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 M = TypeVar("M", bound=models.Model)
+
+
+class _LoggedCursor(CursorDebugWrapper):
+    """Django's query log (tests, DEBUG) with the statement's text: psycopg does not keep the last
+    query of a prepared statement, which is what Django would log."""
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        with self.debug_sql(sql, params, use_last_executed_query=False):
+            return CursorWrapper.execute(self, sql, params)
 
 
 @contextmanager
@@ -31,7 +41,7 @@ def prepared_cursor() -> Iterator[Any]:
         from django.db.backends.postgresql.base import ServerBindingCursor
 
         raw = ServerBindingCursor(connection.connection)
-        wrapped = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+        wrapped = _LoggedCursor(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
         try:
             yield wrapped
         finally:
