@@ -123,7 +123,7 @@ class Run(models.Model):
 class Param(models.Model):
     """An immutable hyperparameter of a run: logging the same key with another value is an error."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="params")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="params", db_index=False)
     key = models.CharField(max_length=250)
     value = models.TextField()
 
@@ -137,7 +137,7 @@ class Param(models.Model):
 class RunTag(models.Model):
     """A mutable key/value tag on a run (`mlflow.runName`, `mlflow.user`, `mlflow.source.name`…)."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags", db_index=False)
     key = models.CharField(max_length=250)
     value = models.TextField()
 
@@ -149,10 +149,14 @@ class RunTag(models.Model):
 
 
 class Metric(models.Model):
-    """One point of a metric's history. Identical points are stored once, so retries are harmless."""
+    """One point of a metric's history. Identical points are stored once, so retries are harmless.
+
+    No index of its own on `run`: the unique constraint starts with it, and every extra index on
+    this table, the biggest one, costs time on each of the thousands of points a batch inserts.
+    (The same holds for params, tags and latest metrics, whose unique constraints start with `run`.)"""
 
     id = models.BigAutoField(primary_key=True)
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics", db_index=False)
     key = models.CharField(max_length=250)
     value = models.FloatField()
     is_nan = models.BooleanField(default=False)
@@ -173,7 +177,7 @@ class Metric(models.Model):
 class LatestMetric(models.Model):
     """Each run's latest value per metric key (max step, then timestamp, then value), for search and tables."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="latest_metrics")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="latest_metrics", db_index=False)
     key = models.CharField(max_length=250)
     value = models.FloatField()
     is_nan = models.BooleanField(default=False)

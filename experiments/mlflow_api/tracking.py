@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -183,22 +184,52 @@ def restore_run(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _metric_point(raw: Any, path: str) -> MetricPoint:
+def _int64(value: Any) -> int | None:
+    """An int64 in the shapes clients send (a JSON number, or protobuf JSON's string of digits), or
+    None for anything else, which the checked path then explains."""
+    if type(value) is int:
+        return value if -(2**63) <= value < 2**63 else None
+    if type(value) is str and value.isascii() and value.isdigit():
+        number = int(value)
+        return number if number < 2**63 else None
+    return None
+
+
+def _metric_point(raw: Any, path: Callable[[], str]) -> MetricPoint:
+    """A metric from the request. A batch holds up to 1000, so well-formed points take a short path
+    and only a malformed one pays for the checks that name what is wrong (`path()` names the point)."""
+    if type(raw) is dict:
+        value = raw.get("value")
+        timestamp = _int64(raw.get("timestamp"))
+        step_raw = raw.get("step")
+        step = 0 if step_raw is None or step_raw == "" else _int64(step_raw)
+        if (
+            (type(value) is float or type(value) is int)
+            and timestamp is not None
+            and timestamp >= 0
+            and step is not None
+        ):
+            return MetricPoint(raw.get("key"), float(value), timestamp, step)  # key: checked by services
+    return _checked_metric_point(raw, path())
+
+
+def _checked_metric_point(raw: Any, path: str) -> MetricPoint:
     if not isinstance(raw, dict):
         raise invalid(f"Invalid value for parameter '{path}' supplied: must be an object")
+    prefix = path + "." if path else ""
     key = raw.get("key")  # validated by services.log_metrics
     value = raw.get("value")
     if value is None:
-        raise invalid(f"Missing value for required parameter '{path + '.' if path else ''}value'.")
-    timestamp = parse_int(raw.get("timestamp"), f"{path + '.' if path else ''}timestamp")
+        raise invalid(f"Missing value for required parameter '{prefix}value'.")
+    timestamp = parse_int(raw.get("timestamp"), f"{prefix}timestamp")
     if timestamp < 0:
         raise invalid(
-            f"Invalid value {timestamp} for parameter '{path + '.' if path else ''}timestamp' supplied: "
+            f"Invalid value {timestamp} for parameter '{prefix}timestamp' supplied: "
             "Timestamp must be a nonnegative long (64-bit integer)"
         )
     return MetricPoint(
         key=key,
-        value=parse_float(value, f"{path + '.' if path else ''}value"),
+        value=parse_float(value, f"{prefix}value"),
         timestamp=timestamp,
         step=parse_int(raw.get("step"), "step", 0),
     )
@@ -207,7 +238,7 @@ def _metric_point(raw: Any, path: str) -> MetricPoint:
 @endpoint("POST")
 def log_metric(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
     run = run_for(request.user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
-    services.log_metrics(run, [_metric_point(data, "")])
+    services.log_metrics(run, [_metric_point(data, lambda: "")])
     return {}
 
 
@@ -241,7 +272,7 @@ def log_batch(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
     if not all(isinstance(x, list) for x in (metrics, params, tags)):
         raise invalid("metrics, params and tags must be lists")
     services.validate_batch_limits(len(metrics), len(params), len(tags))
-    points = [_metric_point(m, f"metrics[{i}]") for i, m in enumerate(metrics)]
+    points = [_metric_point(m, lambda i=i: f"metrics[{i}]") for i, m in enumerate(metrics)]
     services.log_batch(
         run,
         metrics=points,

@@ -58,6 +58,35 @@ def test_nan_and_infinity_travel_as_strings_and_come_back_unchanged(api: Client,
     assert history["metrics"][0]["value"] == "NaN"
 
 
+def test_every_double_and_every_valid_key_survives_a_batch_exactly(api: Client, run: Run) -> None:
+    values = [0.1, 1 / 3, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -0.0, -1e-7, 3, 10**15, "Infinity",
+              "-Infinity", "NaN", "7.5"]  # fmt: skip
+    keys = ["plain", "with space", "a/b:c-d.e_f", "ünïcødé", "x" * 250]
+    metrics = [
+        {"key": key, "value": value, "timestamp": str(2**62 + i), "step": str(i) if i % 2 else i}
+        for key in keys
+        for i, value in enumerate(values)
+    ]
+    assert post(api, "runs/log-batch", {"run_id": run.pk, "metrics": metrics}).status_code == 200
+    for key in keys:
+        history = api.get(API + "metrics/get-history", {"run_id": run.pk, "metric_key": key}).json()["metrics"]
+        assert [m["value"] for m in history] == [
+            v if isinstance(v, str) and v != "7.5" else float(v) for v in values
+        ], key
+        assert [int(m["timestamp"]) for m in history] == [2**62 + i for i in range(len(values))]
+        assert [int(m["step"]) for m in history] == list(range(len(values)))
+
+
+def test_a_negative_timestamp_is_refused_in_a_batch_too(api: Client, run: Run) -> None:
+    metrics = [
+        {"key": "a", "value": 1, "timestamp": 1, "step": 0},
+        {"key": "a", "value": 1, "timestamp": -1, "step": 1},
+    ]
+    response = post(api, "runs/log-batch", {"run_id": run.pk, "metrics": metrics})
+    assert response.status_code == 400 and "metrics[1].timestamp" in response.json()["message"]
+    assert not Metric.objects.filter(run=run).exists()
+
+
 def test_a_retried_batch_stores_nothing_twice(api: Client, run: Run) -> None:
     body = {
         "run_id": run.pk,
