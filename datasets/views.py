@@ -1,11 +1,80 @@
-"""Datasets pages."""
+"""Datasets pages: the list, a dataset's version timeline with the upload form, a version's page."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.models import Role
+from accounts.permissions import can, role_required
+from accounts.services import has_role
+from datasets import services
+from datasets.dependants import dependants_of
+from datasets.models import Dataset, DatasetVersion
+from datasets.queries import dataset_list, version_list
+
+
+def _upload_context(request: HttpRequest) -> dict[str, object]:
+    return {"can_push": has_role(request.user, Role.EDITOR), "max_upload_bytes": settings.DATASET_MAX_UPLOAD_BYTES}
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "datasets/index.html", {"site_url": settings.SITE_URL})
+    page = Paginator(dataset_list(), 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "datasets/index.html",
+        {"page": page, "site_url": settings.SITE_URL, **_upload_context(request)},
+    )
+
+
+def detail(request: HttpRequest, name: str) -> HttpResponse:
+    dataset = get_object_or_404(Dataset.objects.select_related("owner"), name=name)
+    page = Paginator(version_list(dataset), 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "datasets/detail.html",
+        {"dataset": dataset, "page": page, "site_url": settings.SITE_URL, **_upload_context(request)},
+    )
+
+
+def _version(name: str, number: int) -> DatasetVersion:
+    return get_object_or_404(
+        DatasetVersion.objects.select_related("dataset", "dataset__owner", "blob", "author", "parent"),
+        dataset__name=name,
+        number=number,
+    )
+
+
+def version(request: HttpRequest, name: str, number: int) -> HttpResponse:
+    found = _version(name, number)
+    return render(
+        request,
+        "datasets/version.html",
+        {
+            "version": found,
+            "dataset": found.dataset,
+            "dependants": dependants_of(found),
+            "can_delete": can(request.user, "delete", found),
+            "site_url": settings.SITE_URL,
+        },
+    )
+
+
+@require_POST
+@role_required(Role.EDITOR)
+def delete_version(request: HttpRequest, name: str, number: int) -> HttpResponse:
+    found = _version(name, number)
+    if not can(request.user, "delete", found):
+        raise PermissionDenied("only the dataset's owner, the version's author or an admin can delete a version")
+    try:
+        services.delete_version(found, actor=request.user)
+    except services.DatasetInUse as exc:
+        messages.error(request, str(exc))
+        return redirect("datasets:version", name=name, number=number)
+    messages.success(request, f"Deleted {found}.")
+    return redirect("datasets:detail", name=name)

@@ -206,6 +206,13 @@ if TRACKING_DEFAULT_PERMISSION not in {"NO_PERMISSIONS", "READ", "EDIT", "MANAGE
         f"got {TRACKING_DEFAULT_PERMISSION!r}"
     )
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 10 * 1024**3, minimum=1)
+# Datasets (datasets/inspect.py): what an upload may be, checked while it streams in.
+DATASET_MAX_UPLOAD_BYTES = env_int("DATASET_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES, minimum=1)
+DATASET_MAX_COLUMNS = env_int("DATASET_MAX_COLUMNS", 10_000, minimum=1)
+DATASET_MAX_FIELD_BYTES = env_int("DATASET_MAX_FIELD_BYTES", 1024**2, minimum=1024)
+DATASET_MAX_ARCHIVE_MEMBERS = env_int("DATASET_MAX_ARCHIVE_MEMBERS", 10_000, minimum=1)
+DATASET_MAX_UNPACKED_BYTES = env_int("DATASET_MAX_UNPACKED_BYTES", 4 * DATASET_MAX_UPLOAD_BYTES, minimum=1)
+DATASET_MAX_COMPRESSION_RATIO = env_int("DATASET_MAX_COMPRESSION_RATIO", 100, minimum=1)
 
 # Security: HTTPS is assumed unless DEBUG is on or HTTPS=false (the laptop launcher sets that).
 HTTPS = env_bool("HTTPS", not DEBUG)
@@ -244,7 +251,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "MLOps Portal API",
     "DESCRIPTION": "REST API of the MLOps Portal. Authenticate with `Authorization: Bearer <token>` or HTTP Basic.",
-    "VERSION": "1.0.0",
+    "VERSION": "1.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["accounts.permissions.RolePermission"],

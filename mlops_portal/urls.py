@@ -11,6 +11,7 @@ from monitoring.views import metrics
 api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("jobs.api.urls")),
+    path("", include("datasets.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-v1:schema"), name="docs"),
 ]

@@ -1,0 +1,48 @@
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from datasets.models import Blob, Dataset, DatasetVersion
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Versions and blobs are written by `datasets.services` only; the admin shows them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "last_number", "created"]
+    search_fields = ["name", "description", "owner__username"]
+    readonly_fields = ["name", "last_number", "created"]
+    list_select_related = ["owner"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # datasets come into being with their first pushed version
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(ReadOnlyAdmin):
+    list_display = ["dataset", "number", "format", "size", "row_count", "author", "created"]
+    list_filter = ["format", "created"]
+    search_fields = ["dataset__name", "blob__sha256", "blob__md5", "message", "author__username"]
+    list_select_related = ["dataset", "author"]
+    date_hierarchy = "created"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deleting goes through datasets.services.delete_version, which checks dependants
+
+
+@admin.register(Blob)
+class BlobAdmin(ReadOnlyAdmin):
+    list_display = ["sha256", "md5", "size", "storage_key", "created"]
+    search_fields = ["sha256", "md5"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # `manage.py dataset_gc` removes unreferenced blobs with their files

@@ -1,0 +1,18 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from datasets.api.views import DatasetViewSet, VersionDetailView, VersionDownloadView, VersionListView
+
+router = SimpleRouter()
+router.register("datasets", DatasetViewSet, basename="dataset")
+
+urlpatterns = [
+    *router.urls,
+    path("datasets/<slug:name>/versions/", VersionListView.as_view(), name="dataset-version-list"),
+    path("datasets/<slug:name>/versions/<int:number>/", VersionDetailView.as_view(), name="dataset-version-detail"),
+    path(
+        "datasets/<slug:name>/versions/<int:number>/download",
+        VersionDownloadView.as_view(),
+        name="dataset-version-download",
+    ),
+]
