@@ -57,6 +57,14 @@ def width(model: type[models.Model]) -> int:
     return len(model._meta.concrete_fields)
 
 
+def in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """`column IN (...)` as SQL and parameters: one array parameter on PostgreSQL, so the statement's
+    text (and its prepared plan) does not change with the number of values."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [list(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
+
+
 @cache
 def _converters(model: type[models.Model], vendor: str) -> list[tuple[list[Callable[..., Any]], Any]]:
     out = []

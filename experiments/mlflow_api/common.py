@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+import orjson
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -61,8 +62,9 @@ def invalid(message: str) -> MlflowError:
 
 
 def json_response(payload: Any, status: int = 200) -> HttpResponse:
-    body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    return HttpResponse(body, status=status, content_type="application/json")
+    # orjson: a search page or a metric history is 0.1-5 MB of JSON, which the standard library
+    # encodes several times slower. Non-finite floats never reach it (encode_float makes them strings).
+    return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
 
 
 def error_response(error: MlflowError) -> HttpResponse:

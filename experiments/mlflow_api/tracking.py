@@ -9,7 +9,7 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from experiments import permissions, services
-from experiments.entities import experiment_json, metric_json, run_json
+from experiments.entities import experiment_json, metric_json, run_json, runs_json
 from experiments.mlflow_api.common import (
     encode_float,
     endpoint,
@@ -344,7 +344,7 @@ def search_runs(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
         page_token=optional_str(data, "page_token"),
         view_type=_view_type(data, "run_view_type"),
     )
-    result: dict[str, Any] = {"runs": [run_json(r) for r in runs]}
+    result: dict[str, Any] = {"runs": runs_json(runs)}
     if token:
         result["next_page_token"] = token
     return result

@@ -25,7 +25,6 @@ from typing import Any
 
 from django.db.models import QuerySet, prefetch_related_objects
 
-from experiments.entities import RUN_PREFETCH
 from experiments.models import Experiment, LifecycleStage, Run
 from experiments.permissions import visible_experiments
 from experiments.search.compile import _experiment_q, _run_q
@@ -98,10 +97,10 @@ def _runs(
     node = parse_filter(filter_string or "")
     ordering = run_ordering(order_by)
     readable = visible_experiments(user, Experiment.objects.filter(pk__in=ids)).values("pk")
-    qs = Run.objects.filter(experiment_id__in=readable, lifecycle_stage__in=stages)
+    qs = ordering.annotate(Run.objects.filter(experiment_id__in=readable, lifecycle_stage__in=stages))
     if node is not None:
-        qs = qs.filter(_run_q(node))
-    return ordering.apply(qs), ordering
+        qs = qs.filter(_run_q(node, ordering.first_key))
+    return qs, ordering
 
 
 def runs_queryset(
@@ -112,7 +111,8 @@ def runs_queryset(
     view_type: str = "ACTIVE_ONLY",
 ) -> QuerySet[Run]:
     """The runs of `experiment_ids` that `user` may read, filtered and ordered; the caller pages it."""
-    return _runs(user, experiment_ids, filter_string, order_by, view_type)[0]
+    qs, ordering = _runs(user, experiment_ids, filter_string, order_by, view_type)
+    return ordering.apply(qs)
 
 
 def search_runs(
@@ -125,12 +125,10 @@ def search_runs(
     page_token: str | None,
     view_type: str,
 ) -> tuple[list[Run], str | None]:
-    """One page of runs with params, tags, latest metrics, inputs and outputs prefetched, and the
-    token of the next page (None on the last)."""
+    """One page of runs (`entities.runs_json` turns it into the API's JSON), and the token of the
+    next page (None on the last)."""
     qs, ordering = _runs(user, experiment_ids, filter_string, order_by, view_type)
-    runs, token = _page(qs, ordering, max_results, page_token)
-    prefetch_related_objects(runs, *RUN_PREFETCH)
-    return runs, token
+    return _page(qs, ordering, max_results, page_token)
 
 
 def search_experiments(
@@ -149,6 +147,6 @@ def search_experiments(
     qs = visible_experiments(user, Experiment.objects.filter(lifecycle_stage__in=stages))
     if node is not None:
         qs = qs.filter(_experiment_q(node))
-    experiments, token = _page(ordering.apply(qs), ordering, max_results, page_token)
+    experiments, token = _page(ordering.annotate(qs), ordering, max_results, page_token)
     prefetch_related_objects(experiments, "tags")
     return experiments, token

@@ -112,9 +112,16 @@ def _keyed(model: type[Model], parent: str, key: str) -> QuerySet[Any]:
     return model._default_manager.filter(**{parent: OuterRef("pk"), "key": key})
 
 
-def _run_q(node: Node) -> Q:
+def _run_q(node: Node, joined: tuple[str, str] | None = None) -> Q:
+    """`joined`: the (entity, key) the order joined as `_order0`. Comparisons on it that every result
+    must satisfy (the filter's top-level ANDs) test that joined row instead of an EXISTS subquery, so
+    the database can read the key's index in order from the filter's bound and stop after a page."""
     if isinstance(node, BoolOp):
+        if node.op == "AND" and joined is not None:
+            return reduce(operator.and_, (_run_q(c, joined) for c in node.children))
         return reduce(operator.and_ if node.op == "AND" else operator.or_, (_run_q(c) for c in node.children))
+    if joined is not None and (node.entity, node.key) == joined:
+        return _joined_q(node)
     op, value = node.op, node.value
     if node.entity == "attribute":
         field = RUNS.attributes[node.key]
@@ -135,6 +142,22 @@ def _run_q(node: Node) -> Q:
             return Q(Exists(rows.filter(Q(is_nan=True) | ~Q(value=value))))
         return Q(Exists(rows.filter(_numeric_q("value", op, value), is_nan=False)))
     return Q(Exists(rows.filter(_string_q("value", op, value))))
+
+
+def _joined_q(node: Node) -> Q:
+    """The comparison on the row joined as `_order0` (`_order0_pk`, `_order0_raw`, `_order0_isnan`),
+    with the same meaning as the EXISTS form in `_run_q`."""
+    op, value = node.op, node.value
+    present = Q(_order0_pk__isnull=False)
+    if op == "IS NULL":
+        return Q(_order0_pk__isnull=True)
+    if op == "IS NOT NULL":
+        return present
+    if node.entity == "metric":
+        if op == "!=":
+            return present & (Q(_order0_isnan=True) | ~Q(_order0_raw=value))
+        return present & Q(_order0_isnan=False) & _numeric_q("_order0_raw", op, value)
+    return present & _string_q("_order0_raw", op, value)
 
 
 def _experiment_q(node: Node) -> Q:

@@ -51,6 +51,24 @@ class SortColumn:
     ref: str
     ascending: bool
     kind: type  # int, float or str: what a page token may hold for it
+    attr: str = ""  # where a fetched row holds its value, when not at `ref`
+
+    def value_of(self, row: Any) -> Any:
+        return getattr(row, self.attr or self.ref)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of the order in which the first sort key is a plain column. Ordering by a metric puts
+    real values first, then NaN, then runs without it: as one ORDER BY, that needs a computed rank
+    that no index serves, so the whole experiment is joined and sorted for every page. Paged one
+    segment at a time instead, the database walks the (key, value) index and stops after a page."""
+
+    condition: Q | None
+    columns: list[SortColumn]
+
+    def order_by(self) -> list[Any]:
+        return _order_by(self.columns)
 
 
 @dataclass
@@ -59,14 +77,27 @@ class Ordering:
     annotations: dict[str, Expression]
     signature: str  # binds a page token to this order
     joins: dict[str, FilteredRelation]
+    segments: list[Segment] | None = None  # the same order, in pieces; None: one piece, `columns`
+    first_key: tuple[str, str] | None = None  # (entity, key) joined as `_order0`, with `_order0_raw` etc.
 
     def apply(self, qs: QuerySet[Any]) -> QuerySet[Any]:
+        """The whole order as one query (pages with offsets, CSV export); `qs` is annotated."""
+        return qs.order_by(*self.order_by())
+
+    def annotate(self, qs: QuerySet[Any]) -> QuerySet[Any]:
         if self.joins:
             qs = qs.annotate(**self.joins)
-        return qs.annotate(**self.annotations).order_by(*self.order_by())
+        return qs.annotate(**self.annotations)
 
     def order_by(self) -> list[Any]:
-        return [F(c.ref).asc() if c.ascending else F(c.ref).desc() for c in self.columns]
+        return _order_by(self.columns)
+
+    def pieces(self) -> list[Segment]:
+        return self.segments or [Segment(None, self.columns)]
+
+
+def _order_by(columns: list[SortColumn]) -> list[Any]:
+    return [F(c.ref).asc() if c.ascending else F(c.ref).desc() for c in columns]
 
 
 def _parse_order_item(item: Any, schema: Schema) -> tuple[str, str, Field, bool]:
@@ -150,7 +181,23 @@ def run_ordering(order_by: Any) -> Ordering:
         columns.append(SortColumn("start_time", False, int))
     if ("attribute", "run_id") not in keys:
         columns.append(SortColumn("run_uuid", True, str))
-    return Ordering(columns, annotations, _signature("runs", seen), joins)
+    segments = None
+    if seen and seen[0][0] in ("metric", "param", "tag"):
+        entity, _, ascending = seen[0]
+        # Plain references to the joined row's columns: filtering on annotations (rather than on
+        # `_order0__...`) keeps Django from joining the multi-valued relation a second time.
+        annotations |= {"_order0_raw": F("_order0__value"), "_order0_pk": F("_order0__id")}
+        rest = columns[2:]  # after the first key's rank (or missing flag) and value
+        value = SortColumn("_order0_raw", ascending, float if entity == "metric" else str)
+        if entity == "metric":
+            annotations["_order0_isnan"] = F("_order0__is_nan")
+            # NaN, then missing: rare, so one segment sorted by the computed rank is cheap enough.
+            nan_or_missing = Q(_order0_isnan=True) | Q(_order0_pk__isnull=True)
+            segments = [Segment(Q(_order0_isnan=False), [value, *rest]), Segment(nan_or_missing, columns[:1] + rest)]
+        else:
+            segments = [Segment(Q(_order0_pk__isnull=False), [value, *rest]), Segment(Q(_order0_pk__isnull=True), rest)]
+    first_key = (seen[0][0], seen[0][1]) if segments else None
+    return Ordering(columns, annotations, _signature("runs", seen), joins, segments, first_key)
 
 
 def experiment_ordering(order_by: Any) -> Ordering:
@@ -173,13 +220,13 @@ def experiment_ordering(order_by: Any) -> Ordering:
 # Page tokens -------------------------------------------------------------------------------------
 
 
-def _encode_token(ordering: Ordering, row: Any) -> str:
-    values = [getattr(row, c.ref) for c in ordering.columns]
-    payload = json.dumps({"o": ordering.signature, "after": values}, separators=(",", ":"))
+def _encode_token(ordering: Ordering, segment: int, row: Any) -> str:
+    values = [c.value_of(row) for c in ordering.pieces()[segment].columns]
+    payload = json.dumps({"o": ordering.signature, "s": segment, "after": values}, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode()
 
 
-def _decode_token(token: str, ordering: Ordering) -> list[Any]:
+def _decode_token(token: str, ordering: Ordering) -> tuple[int, list[Any]]:
     def bad(why: str) -> SearchError:
         shown = token if len(token) <= 100 else token[:100] + "..."
         return SearchError(f"Invalid page token '{shown}': {why}")
@@ -192,11 +239,16 @@ def _decode_token(token: str, ordering: Ordering) -> list[Any]:
         raise bad("not a token this server issued")
     if data.get("o") != ordering.signature:
         raise bad("it belongs to a search with a different order_by")
+    segment = data.get("s")
+    pieces = ordering.pieces()
+    if isinstance(segment, bool) or not isinstance(segment, int) or not 0 <= segment < len(pieces):
+        raise bad("not a token this server issued")
+    columns = pieces[segment].columns
     after = data["after"]
-    if len(after) != len(ordering.columns):
+    if len(after) != len(columns):
         raise bad("not a token this server issued")
     values = []
-    for column, value in zip(ordering.columns, after, strict=True):
+    for column, value in zip(columns, after, strict=True):
         if isinstance(value, bool):
             raise bad("not a token this server issued")
         if column.kind is float and isinstance(value, (int, float)):
@@ -208,12 +260,11 @@ def _decode_token(token: str, ordering: Ordering) -> list[Any]:
         ):
             raise bad("not a token this server issued")
         values.append(value)
-    return values
+    return segment, values
 
 
-def _after(ordering: Ordering, values: list[Any]) -> Q:
+def _after(columns: list[SortColumn], values: list[Any]) -> Q:
     """Rows strictly after `values` in the order: c1 > v1, or c1 = v1 and c2 > v2, and so on."""
-    columns = ordering.columns
     alternatives = []
     for i, column in enumerate(columns):
         equal = {c.ref: v for c, v in zip(columns[:i], values[:i], strict=True)}
@@ -241,9 +292,21 @@ def _check_max_results(max_results: Any) -> int:
 
 
 def _page(qs: QuerySet[Any], ordering: Ordering, max_results: Any, page_token: str | None) -> tuple[list[Any], Any]:
+    """One page after `page_token`, reading the order's segments in turn until the page is full;
+    `qs` is annotated (`Ordering.annotate`) and filtered, not ordered."""
     limit = _check_max_results(max_results)
-    if page_token:
-        qs = qs.filter(_after(ordering, _decode_token(page_token, ordering)))
-    rows = list(qs[: limit + 1])
-    token = _encode_token(ordering, rows[limit - 1]) if len(rows) > limit else None
-    return rows[:limit], token
+    start, after = _decode_token(page_token, ordering) if page_token else (0, None)
+    rows: list[Any] = []
+    segment_of: list[int] = []
+    pieces = ordering.pieces()
+    for index in range(start, len(pieces)):
+        piece = pieces[index]
+        part = qs.filter(piece.condition) if piece.condition is not None else qs
+        if index == start and after is not None:
+            part = part.filter(_after(piece.columns, after))
+        got = list(part.order_by(*piece.order_by())[: limit + 1 - len(rows)])
+        rows += got
+        segment_of += [index] * len(got)
+        if len(rows) > limit:
+            return rows[:limit], _encode_token(ordering, segment_of[limit - 1], rows[limit - 1])
+    return rows, None
