@@ -24,6 +24,7 @@ from experiments.mlflow_api.common import (
 from experiments.mlflow_api.lookups import experiment_for, run_for
 from experiments.models import Experiment, LifecycleStage, LoggedModel, Metric, Permission, Run, RunOutput
 from experiments.services import MetricPoint
+from mlops_portal import rawsql
 
 MAX_HISTORY_ALL = 10_000_000  # one response's ceiling; MLflow itself has none
 MAX_RESULTS_PER_RUN = 2_500  # MLflow's cap for get-history-bulk-interval
@@ -369,18 +370,25 @@ def get_metric_history(request: HttpRequest, data: dict[str, Any]) -> dict[str, 
             f"Invalid value {max_results} for parameter 'max_results' supplied: must be 1 to {MAX_HISTORY_ALL}"
         )
     token = optional_str(data, "page_token")
-    qs = Metric.objects.filter(run=run, key=key).order_by("step", "timestamp", "id")
+    after_sql, after = "", []
     if token:
         try:
-            after = json.loads(base64.urlsafe_b64decode(token.encode()))
-            step, ts, last_id = int(after["step"]), int(after["timestamp"]), int(after["id"])
+            last = json.loads(base64.urlsafe_b64decode(token.encode()))
+            step, ts, last_id = int(last["step"]), int(last["timestamp"]), int(last["id"])
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             raise invalid(f"Invalid page token: {token!r}") from None
-        from django.db.models import Q
-
-        qs = qs.filter(Q(step__gt=step) | Q(step=step, timestamp__gt=ts) | Q(step=step, timestamp=ts, id__gt=last_id))
-    # Tuples, not model instances: a history can hold millions of points.
-    rows = list(qs.values_list("value", "is_nan", "timestamp", "step", "id")[: max_results + 1])
+        if not all(-(2**63) <= v < 2**63 for v in (step, ts, last_id)):
+            raise invalid(f"Invalid page token: {token!r}")
+        after_sql = " AND (step, timestamp, id) > (%s, %s, %s)"
+        after = [step, ts, last_id]
+    # Tuples in one fetch, not model instances in chunks: a history can hold millions of points.
+    with rawsql.prepared_cursor() as cursor:
+        cursor.execute(
+            f"SELECT value, is_nan, timestamp, step, id FROM {Metric._meta.db_table}"  # noqa: S608
+            f" WHERE run_id = %s AND key = %s{after_sql} ORDER BY step, timestamp, id LIMIT %s",
+            [run.pk, key, *after, max_results + 1],
+        )
+        rows = cursor.fetchall()
     result: dict[str, Any] = {
         "metrics": [
             {"key": key, "value": "NaN" if is_nan else encode_float(value), "timestamp": ts, "step": step}

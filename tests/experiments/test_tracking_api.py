@@ -187,6 +187,29 @@ def test_metric_history_pages_in_step_order(api: Client, run: Run) -> None:
     assert seen == list(range(25))
 
 
+def test_metric_history_pages_through_ties_on_step_and_timestamp_exactly_once(api: Client, run: Run) -> None:
+    points = [MetricPoint("loss", float(i), 1000 + i % 2, i // 4) for i in range(23)]
+    services.log_metrics(run, points)
+    seen, token = [], None
+    for _ in range(30):
+        params = {"run_id": run.pk, "metric_key": "loss", "max_results": 3, **({"page_token": token} if token else {})}
+        body = api.get(API + "metrics/get-history", params).json()
+        seen += [(m["step"], m["timestamp"], m["value"]) for m in body["metrics"]]
+        token = body.get("next_page_token")
+        if not token:
+            break
+    assert sorted(seen) == seen and len(set(seen)) == 23
+
+
+@pytest.mark.parametrize(
+    "token", ["garbage", "eyJzdGVwIjogMX0=", "eyJzdGVwIjogMSwgInRpbWVzdGFtcCI6IDEsICJpZCI6IDFlMzB9"]
+)
+def test_a_bad_history_page_token_is_a_400(api: Client, run: Run, token: str) -> None:
+    params = {"run_id": run.pk, "metric_key": "loss", "max_results": 3, "page_token": token}
+    response = api.get(API + "metrics/get-history", params)
+    assert response.status_code == 400 and response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
 def test_bulk_interval_history_samples_evenly_keeping_the_ends(api: Client, run: Run) -> None:
     services.log_metrics(run, [MetricPoint("loss", float(i), 1000 + i, i) for i in range(1000)])
     body = api.get(
