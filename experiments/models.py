@@ -174,6 +174,29 @@ class Metric(models.Model):
         return f"{self.key}[{self.step}]={self.value}"
 
 
+class ExperimentKey(models.Model):
+    """Every param, metric and tag key any run of the experiment has logged, kept as they are logged.
+
+    The runs table offers them as columns; finding them with DISTINCT over all params, metrics and
+    tags of a 10,000-run experiment cost 60 ms a page view. Keys are never removed (a key deleted
+    from every run stays offered, and shows empty)."""
+
+    class Kind(models.TextChoices):
+        PARAM = "param"
+        METRIC = "metric"
+        TAG = "tag"
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.CharField(max_length=6, choices=Kind.choices)
+    key = models.CharField(max_length=250)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "kind", "key"], name="experiment_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"
+
+
 class LatestMetric(models.Model):
     """Each run's latest value per metric key (max step, then timestamp, then value), for search and tables."""
 

@@ -11,7 +11,7 @@ from typing import Any, cast
 from django.db.models import Case, Count, F, FloatField, Max, Min, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
-from experiments.models import Experiment, LatestMetric, LifecycleStage, Metric, Param, Run, RunTag
+from experiments.models import Experiment, ExperimentKey, LatestMetric, LifecycleStage, Metric, Param, Run, RunTag
 
 
 def sampled_history(
@@ -67,25 +67,17 @@ def experiment_list(user: Any, *, search: str = "", deleted: bool = False) -> Qu
 
 
 def experiment_keys(experiment_id: int) -> dict[str, list[str]]:
-    """The param, metric and tag keys logged by any run of an experiment (one query each).
+    """The param, metric and tag keys logged by any run of an experiment (one query, on ExperimentKey).
 
     MLflow's own system tags (`mlflow.*`) are left out: the pages show them as run facts instead.
     """
-    params = Param.objects.filter(run__experiment_id=experiment_id).order_by("key").values_list("key", flat=True)
-    metrics = (
-        LatestMetric.objects.filter(run__experiment_id=experiment_id).order_by("key").values_list("key", flat=True)
-    )
-    tags = (
-        RunTag.objects.filter(run__experiment_id=experiment_id)
-        .exclude(key__startswith="mlflow.")
-        .order_by("key")
-        .values_list("key", flat=True)
-    )
-    return {
-        "params": list(params.distinct()),
-        "metrics": list(metrics.distinct()),
-        "tags": list(tags.distinct()),
-    }
+    keys: dict[str, list[str]] = {"params": [], "metrics": [], "tags": []}
+    rows = ExperimentKey.objects.filter(experiment_id=experiment_id).order_by("key").values_list("kind", "key")
+    for kind, key in rows:
+        if kind == ExperimentKey.Kind.TAG and key.startswith("mlflow."):
+            continue
+        keys[kind + "s"].append(key)
+    return keys
 
 
 @dataclass

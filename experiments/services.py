@@ -20,6 +20,7 @@ from accounts.services import record_audit
 from experiments.mlflow_api.common import MlflowError, invalid, not_found
 from experiments.models import (
     Experiment,
+    ExperimentKey,
     ExperimentPermission,
     ExperimentTag,
     LatestMetric,
@@ -231,9 +232,32 @@ def create_run(
         with transaction.atomic():
             run.save(force_insert=True)
             RunTag.objects.bulk_create([RunTag(run=run, key=k, value=v) for k, v in tag_map.items()])
+            remember_keys(experiment.pk, ExperimentKey.Kind.TAG, _column_keys(tag_map))
             Experiment.objects.filter(pk=experiment.pk).update(last_update_time=now_ms())
     run.initial_tags = tag_map  # type: ignore[attr-defined]  (lets the API answer without reading back)
     return run
+
+
+def _keys_cte(name: str) -> str:
+    """A CTE recording keys in ExperimentKey (params: experiment, kind, keys). Sorted, so two requests
+    adding the same new keys take their locks in the same order and cannot deadlock."""
+    return (
+        f" {name} AS (INSERT INTO {ExperimentKey._meta.db_table} (experiment_id, kind, key)"  # noqa: S608
+        " SELECT %s, %s, k FROM unnest(%s::varchar[]) AS u(k) ORDER BY k ON CONFLICT DO NOTHING)"
+    )
+
+
+def remember_keys(experiment_id: int, kind: str, keys: Iterable[str]) -> None:
+    """Record keys in ExperimentKey where they are not written by one of the statements above."""
+    keys = sorted(set(keys))
+    if keys:
+        ExperimentKey.objects.bulk_create(
+            [ExperimentKey(experiment_id=experiment_id, kind=kind, key=k) for k in keys], ignore_conflicts=True
+        )
+
+
+def _column_keys(tags: Iterable[str]) -> list[str]:
+    return sorted(k for k in set(tags) if not k.startswith("mlflow."))  # system tags are not columns
 
 
 def _insert_run_postgres(run: Run, tags: dict[str, str]) -> None:
@@ -248,9 +272,20 @@ def _insert_run_postgres(run: Run, tags: dict[str, str]) -> None:
         cursor.execute(
             f"WITH new_run AS (INSERT INTO {Run._meta.db_table} ({columns}) VALUES ({placeholders})),"  # noqa: S608
             f" new_tags AS (INSERT INTO {RunTag._meta.db_table} (run_id, key, value)"
-            " SELECT %s, k, v FROM unnest(%s::varchar[], %s::text[]) AS u(k, v))"
-            f" UPDATE {Experiment._meta.db_table} SET last_update_time = %s WHERE id = %s",
-            [*values, run.pk, list(tags), list(tags.values()), now_ms(), run.experiment_id],
+            " SELECT %s, k, v FROM unnest(%s::varchar[], %s::text[]) AS u(k, v)),"
+            + _keys_cte("tag_keys")
+            + f" UPDATE {Experiment._meta.db_table} SET last_update_time = %s WHERE id = %s",  # noqa: S608
+            [
+                *values,
+                run.pk,
+                list(tags),
+                list(tags.values()),
+                run.experiment_id,
+                ExperimentKey.Kind.TAG,
+                _column_keys(tags),
+                now_ms(),
+                run.experiment_id,
+            ],
         )
     run._state.adding = False
     run._state.db = "default"
@@ -316,17 +351,23 @@ def clean_params(params: list[tuple[Any, Any]], field: str | None = None) -> dic
 
 
 def store_immutable_params(
-    model: type[models.Model], owner_column: str, owner_id: Any, clean: dict[str, str], owner: str
+    model: type[models.Model],
+    owner_column: str,
+    owner_id: Any,
+    clean: dict[str, str],
+    owner: str,
+    experiment_id: int | None = None,
 ) -> None:
     """Insert params that are new; the same value again is fine; a different value for a stored key is
     an error that rolls back the whole request. `model` has (owner_column, key, value) with one row
-    per owner and key (runs' params, logged models' params)."""
+    per owner and key (runs' params, logged models' params). `experiment_id`: record the keys in
+    ExperimentKey too (runs' params)."""
     if not clean:
         return
     # One key on its own writes nothing when it clashes, so it needs no transaction (no BEGIN and
     # COMMIT round trips); several keys must not leave the new ones behind when one clashes.
     with transaction.atomic() if len(clean) > 1 else nullcontext():
-        existing = _store_params(model, owner_column, owner_id, clean)
+        existing = _store_params(model, owner_column, owner_id, clean, experiment_id)
     for key, value in clean.items():
         if existing.get(key) != value:
             raise invalid(
@@ -335,7 +376,9 @@ def store_immutable_params(
             )
 
 
-def _store_params(model: type[models.Model], owner_column: str, owner_id: Any, clean: dict[str, str]) -> dict[str, str]:
+def _store_params(
+    model: type[models.Model], owner_column: str, owner_id: Any, clean: dict[str, str], experiment_id: int | None
+) -> dict[str, str]:
     """Insert the new keys; return every key's stored value."""
     table = model._meta.db_table
     keys = list(clean)
@@ -343,13 +386,20 @@ def _store_params(model: type[models.Model], owner_column: str, owner_id: Any, c
         if connection.vendor == "postgresql":
             # One statement: the insert, and what was stored before it (a statement's snapshot
             # does not see its own inserts, which are ours by definition).
+            remember = ("," + _keys_cte("param_keys")) if experiment_id is not None else ""
             cursor.execute(
                 "WITH new AS (SELECT * FROM unnest(%s::varchar[], %s::text[]) AS u(k, v)),"  # noqa: S608
                 f" ins AS (INSERT INTO {table} ({owner_column}, key, value) SELECT %s, k, v FROM new"
-                " ON CONFLICT DO NOTHING RETURNING key)"
+                f" ON CONFLICT DO NOTHING RETURNING key){remember}"
                 f" SELECT new.k, old.value, new.k IN (SELECT key FROM ins) FROM new"
                 f" LEFT JOIN {table} old ON old.{owner_column} = %s AND old.key = new.k",
-                [keys, list(clean.values()), owner_id, owner_id],
+                [
+                    keys,
+                    list(clean.values()),
+                    owner_id,
+                    *((experiment_id, ExperimentKey.Kind.PARAM, sorted(keys)) if remember else ()),
+                    owner_id,
+                ],
             )
             existing: dict[str, str] = {}
             raced = []
@@ -373,13 +423,17 @@ def _store_params(model: type[models.Model], owner_column: str, owner_id: Any, c
             ignore_conflicts=True,
         )
         rows = model.objects.filter(**{owner_field.attname: owner_id, "key__in": keys})
+        if experiment_id is not None:
+            remember_keys(experiment_id, ExperimentKey.Kind.PARAM, keys)
         return dict(rows.values_list("key", "value"))
 
 
 def log_params(run: Run, params: list[tuple[Any, Any]]) -> None:
     """Log params; the same value again is fine, a different value for a logged key is an error."""
     require_active(run)
-    store_immutable_params(Param, "run_id", run.pk, clean_params(params), f"run ID='{run.run_uuid}'")
+    store_immutable_params(
+        Param, "run_id", run.pk, clean_params(params), f"run ID='{run.run_uuid}'", experiment_id=run.experiment_id
+    )
 
 
 def set_tags(run: Run, tags: list[tuple[Any, Any]]) -> None:
@@ -396,6 +450,7 @@ def set_tags(run: Run, tags: list[tuple[Any, Any]]) -> None:
             unique_fields=["run", "key"],
             update_fields=["value"],
         )
+        remember_keys(run.experiment_id, ExperimentKey.Kind.TAG, _column_keys(clean))
         if "mlflow.runName" in clean:
             Run.objects.filter(pk=run.pk).update(name=clean["mlflow.runName"][:250])
 
@@ -451,11 +506,12 @@ def log_metrics(run: Run, points: list[MetricPoint]) -> None:
     if connection.vendor == "postgresql":
         # One statement (a data-modifying CTE) is atomic by itself: no BEGIN and COMMIT round trips.
         with rawsql.prepared_cursor() as cursor:
-            _insert_points_postgres(cursor, run.pk, points, list(newest.values()), upsert_latest)
+            _insert_points_postgres(cursor, run, points, list(newest.values()), upsert_latest)
         return
     with transaction.atomic(), connection.cursor() as cursor:
         _insert_points_values(cursor, run.pk, points, Metric._meta.db_table, " ON CONFLICT DO NOTHING")
         _insert_points_values(cursor, run.pk, list(newest.values()), latest_table, upsert_latest)
+        remember_keys(run.experiment_id, ExperimentKey.Kind.METRIC, newest)
 
 
 _COLUMNS = "(run_id, key, value, is_nan, timestamp, step)"
@@ -488,16 +544,25 @@ _INF = float("inf")
 
 
 def _insert_points_postgres(
-    cursor: Any, run_id: str, points: list[MetricPoint], newest: list[MetricPoint], upsert_latest: str
+    cursor: Any, run: Run, points: list[MetricPoint], newest: list[MetricPoint], upsert_latest: str
 ) -> None:
     """Array parameters keep the statement's text the same whatever the batch size, so PostgreSQL and
     psycopg reuse the parsed statement (6,000 placeholders would be re-parsed each time)."""
     cursor.execute(
         f"WITH appended AS (INSERT INTO {Metric._meta.db_table} {_COLUMNS}"  # noqa: S608
-        f" SELECT %s, k, v, n, t, s FROM {_UNNEST} ON CONFLICT DO NOTHING)"
-        f" INSERT INTO {LatestMetric._meta.db_table} {_COLUMNS} SELECT %s, k, v, n, t, s FROM {_UNNEST}"
+        f" SELECT %s, k, v, n, t, s FROM {_UNNEST} ON CONFLICT DO NOTHING),"
+        + _keys_cte("metric_keys")
+        + f" INSERT INTO {LatestMetric._meta.db_table} {_COLUMNS} SELECT %s, k, v, n, t, s FROM {_UNNEST}"  # noqa: S608
         + upsert_latest,
-        [run_id, *_arrays(points), run_id, *_arrays(newest)],
+        [
+            run.pk,
+            *_arrays(points),
+            run.experiment_id,
+            ExperimentKey.Kind.METRIC,
+            sorted(p.key for p in newest),
+            run.pk,
+            *_arrays(newest),
+        ],
     )
 
 

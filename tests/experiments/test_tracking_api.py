@@ -296,3 +296,28 @@ def test_bulk_interval_history_samples_over_the_distinct_steps_when_they_have_ga
         API + "metrics/get-history-bulk-interval", {"run_ids": [run.pk], "metric_key": "loss", "max_results": 4}
     ).json()
     assert [m["step"] for m in body["metrics"]] == [0, 10, 51, 100]  # indices 0, 3, 6, 9 of the distinct steps
+
+
+def test_every_logged_key_is_offered_as_a_column_whichever_call_logged_it(api: Client, editor: Any) -> None:
+    from experiments.queries import experiment_keys
+
+    experiment_id = post(api, "experiments/create", {"name": "keys"}).json()["experiment_id"]
+    tags = [{"key": "team", "value": "a"}, {"key": "mlflow.source.name", "value": "x.py"}]
+    run_id = post(api, "runs/create", {"experiment_id": experiment_id, "tags": tags}).json()["run"]["info"]["run_id"]
+    post(api, "runs/log-parameter", {"run_id": run_id, "key": "lr", "value": "0.1"})
+    post(api, "runs/log-metric", {"run_id": run_id, "key": "loss", "value": 1, "timestamp": 1})
+    post(api, "runs/set-tag", {"run_id": run_id, "key": "owner", "value": "erin"})
+    batch = {
+        "run_id": run_id,
+        "metrics": [{"key": "acc", "value": 0.5, "timestamp": 1}, {"key": "loss", "value": 0.5, "timestamp": 2}],
+        "params": [{"key": "epochs", "value": "3"}],
+        "tags": [{"key": "stage", "value": "dev"}],
+    }
+    assert post(api, "runs/log-batch", batch).status_code == 200
+    # A refused param adds no key.
+    assert post(api, "runs/log-parameter", {"run_id": run_id, "key": "lr", "value": "0.2"}).status_code == 400
+    assert experiment_keys(int(experiment_id)) == {
+        "params": ["epochs", "lr"],
+        "metrics": ["acc", "loss"],
+        "tags": ["owner", "stage", "team"],
+    }
