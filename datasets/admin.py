@@ -3,7 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from datasets.models import Blob, Dataset, DatasetVersion
+from datasets.models import Blob, Dataset, DatasetVersion, DvcObject
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -46,3 +46,14 @@ class BlobAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # `manage.py dataset_gc` removes unreferenced blobs with their files
+
+
+@admin.register(DvcObject)
+class DvcObjectAdmin(ReadOnlyAdmin):
+    list_display = ["remote", "md5", "is_dir", "blob", "pushed_by", "created"]
+    list_filter = ["is_dir", "remote"]
+    search_fields = ["remote", "md5", "blob__sha256"]
+    list_select_related = ["blob", "pushed_by"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a DVC client may pull it at any time; nothing removes pushed objects yet

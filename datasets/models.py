@@ -50,6 +50,39 @@ class Blob(models.Model):
         return f"sha256:{self.sha256[:12]}…"
 
 
+class DvcObject(models.Model):
+    """A file, or a directory manifest (`.dir`), that `dvc push` stored in the portal's DVC remote.
+
+    DVC addresses objects by the md5 of their bytes; the bytes themselves are an ordinary blob, so a
+    file pushed with DVC and the same file pushed as a dataset version are stored once. `remote` is
+    the name in the remote's URL (`/dvc/<remote>/`): a namespace, so one remote's existence checks
+    never answer for another's objects. The row keeps the blob from garbage collection.
+    """
+
+    remote = models.CharField(max_length=100, validators=[name_validator])
+    md5 = models.CharField(max_length=32)
+    is_dir = models.BooleanField(default=False, help_text="A DVC directory manifest (`<md5>.dir`)")
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="dvc_objects")
+    pushed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["remote", "md5", "is_dir"], name="dvc_object_unique_oid"),
+        ]
+        indexes = [models.Index(fields=["md5"], name="dvc_object_md5_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.remote}:{self.oid}"
+
+    @property
+    def oid(self) -> str:
+        """The object's name as DVC writes it: the md5, with `.dir` for a directory manifest."""
+        return f"{self.md5}.dir" if self.is_dir else self.md5
+
+
 class DatasetFormat(models.TextChoices):
     CSV = "csv", "CSV"
     PARQUET = "parquet", "Parquet"
@@ -107,3 +140,45 @@ class DatasetVersion(models.Model):
 
         uid = getattr(user, "pk", None)
         return uid is not None and (uid in (self.dataset.owner_id, self.author_id) or has_role(user, "admin"))
+
+
+class ProfileStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+    UNSUPPORTED = "unsupported", "Not profiled"
+
+
+class DatasetProfile(models.Model):
+    """The statistical profile of one version, computed by the `datasets.profile` job.
+
+    `data` holds the last complete profile (see `datasets.profiler.profile_file`); `job` is the job that
+    computes (or last computed) it, whose row the pages poll for progress. A re-run keeps the previous
+    `data` until the new profile replaces it. Directory datasets are not profiled (`unsupported`).
+    """
+
+    version = models.OneToOneField(DatasetVersion, on_delete=models.CASCADE, primary_key=True, related_name="profile")
+    status = models.CharField(max_length=16, choices=ProfileStatus.choices, default=ProfileStatus.QUEUED)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    data = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    updated = models.DateTimeField(auto_now=True)
+    computed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"profile of {self.version_id}"
+
+    @property
+    def is_live(self) -> bool:
+        """A job is (supposed to be) working on it: the page polls while this holds."""
+        if self.status not in (ProfileStatus.QUEUED, ProfileStatus.RUNNING):
+            return False
+        return self.job is not None and not self.job.is_finished
+
+    @property
+    def display_status(self) -> str:
+        """What the page says: a queued or running profile whose job ended badly has failed."""
+        if self.status in (ProfileStatus.QUEUED, ProfileStatus.RUNNING) and (self.job is None or self.job.is_finished):
+            return ProfileStatus.FAILED
+        return self.status

@@ -17,7 +17,8 @@ from django.db import IntegrityError, transaction
 from accounts.services import record_audit
 from datasets.dependants import Dependant, dependants_of
 from datasets.inspect import DatasetInputError, inspect_file
-from datasets.models import NAME_RE, Blob, Dataset, DatasetVersion
+from datasets.models import NAME_RE, Blob, Dataset, DatasetVersion, DvcObject
+from datasets.profiles import start_profile
 from datasets.storage import StagedBlob, get_storage
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ def _record_version(
                 version,
                 {"dataset": dataset.name, "number": version.number, "sha256": blob.sha256, "size": blob.size},
             )
+            # The profiling job's message leaves only once this transaction commits (jobs.services.submit_job).
+            start_profile(version, requested_by=user)
     except IntegrityError:
         # Two pushes of the same bytes raced past each other's checks; the winner's version is the answer.
         existing = _existing_version(dataset_name, staged.sha256)
@@ -167,22 +170,26 @@ class GarbageReport:
 
 
 def collect_garbage(*, dry_run: bool = False) -> GarbageReport:
-    """Delete blobs no version references, blob files without a row, and temp files of dead uploads.
+    """Delete blobs no version or DVC object references, blob files without a row, and temp files of dead uploads.
 
     Files without a row and temp files are spared for an hour: they may belong to a push in progress.
     With `dry_run`, only report what would be deleted.
     """
     storage = get_storage()
     report = GarbageReport(dry_run=dry_run)
-    for blob in Blob.objects.filter(versions__isnull=True).only("sha256", "size"):
+    for blob in Blob.objects.filter(versions__isnull=True, dvc_objects__isnull=True).only("sha256", "size"):
         if dry_run:
             report.blobs.append(blob.sha256)
             report.bytes += blob.size
             continue
         with transaction.atomic():
             locked = Blob.objects.select_for_update().filter(pk=blob.pk).first()
-            if locked is None or DatasetVersion.objects.filter(blob_id=blob.pk).exists():
-                continue  # a push reused it meanwhile
+            if (
+                locked is None
+                or DatasetVersion.objects.filter(blob_id=blob.pk).exists()
+                or DvcObject.objects.filter(blob_id=blob.pk).exists()
+            ):
+                continue  # a push (of a version or a DVC object) reused it meanwhile
             storage.delete(blob.sha256)
             locked.delete()
         report.blobs.append(blob.sha256)

@@ -8,15 +8,19 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.models import Role
 from accounts.permissions import can, role_required
 from accounts.services import has_role
-from datasets import services
+from datasets import dvc, services
 from datasets.dependants import dependants_of
+from datasets.lineage_hooks import downstream_of
 from datasets.models import Dataset, DatasetVersion
+from datasets.profile_views import profile_context
 from datasets.queries import dataset_list, version_list
+from datasets.storage import UploadTooLarge
 
 
 def _upload_context(request: HttpRequest) -> dict[str, object]:
@@ -59,8 +63,10 @@ def version(request: HttpRequest, name: str, number: int) -> HttpResponse:
             "version": found,
             "dataset": found.dataset,
             "dependants": dependants_of(found),
+            "downstream": downstream_of(found, request.user),
             "can_delete": can(request.user, "delete", found),
             "site_url": settings.SITE_URL,
+            **profile_context(request, found),
         },
     )
 
@@ -78,3 +84,23 @@ def delete_version(request: HttpRequest, name: str, number: int) -> HttpResponse
         return redirect("datasets:version", name=name, number=number)
     messages.success(request, f"Deleted {found}.")
     return redirect("datasets:detail", name=name)
+
+
+@require_POST
+@role_required(Role.EDITOR)
+def from_dvc(request: HttpRequest, name: str) -> HttpResponse:
+    """The dataset page's "From a DVC push" form: the same call as `POST .../versions/from-dvc`."""
+    dataset = get_object_or_404(Dataset, name=name)
+    try:
+        found, created = dvc.version_from_dvc(
+            dataset.name,
+            request.POST.get("md5", ""),
+            filename=request.POST.get("filename", "").strip()[:255],
+            message=request.POST.get("message", "").strip(),
+            author=request.user,
+        )
+    except (dvc.InvalidDvcObject, dvc.DvcObjectNotFound, services.DatasetInputError, UploadTooLarge) as exc:
+        messages.error(request, getattr(exc, "message", None) or str(exc))
+        return redirect("datasets:detail", name=name)
+    url = reverse("datasets:version", kwargs={"name": name, "number": found.number})
+    return redirect(url if created else f"{url}?pushed=existing")

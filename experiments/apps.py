@@ -5,3 +5,8 @@ class ExperimentsConfig(AppConfig):
     """Experiments, runs, metrics and artifacts; the MLflow-compatible tracking API; training jobs."""
 
     name = "experiments"
+
+    def ready(self) -> None:
+        from experiments import lineage
+
+        lineage.register()

@@ -35,7 +35,7 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
-from experiments import artifacts, charts, permissions, queries, services
+from experiments import artifacts, charts, lineage, permissions, queries, services
 from experiments.forms import Column, ExperimentSearchForm, RunTableState
 from experiments.mlflow_api.common import MlflowError
 from experiments.mlflow_api.lookups import experiment_for, run_for
@@ -492,6 +492,10 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
         models[model.pk] = model
     parent_id = tag_map.get("mlflow.parentRunId", "")
     level = permissions.level_for(request.user, experiment)
+    inputs = list(run.inputs.order_by("name"))
+    linked = lineage.versions_for_inputs(inputs)
+    for item in inputs:
+        item.dataset_versions = linked.get(item.pk, [])  # type: ignore[attr-defined]
     return render(
         request,
         "experiments/run.html",
@@ -524,7 +528,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
                     "run_uuid", "name", "status"
                 )[:50]
             ),
-            "inputs": list(run.inputs.order_by("name")),
+            "inputs": inputs,
             "models": list(models.values()),
             "output_steps": {o.model_id: o.step for o in outputs},
             "artifacts": _artifact_context(request, run),

@@ -25,6 +25,7 @@ urlpatterns = [
     path("jobs/", include("jobs.urls")),
     path("experiments/", include("experiments.urls")),
     path("datasets/", include("datasets.urls")),
+    path("dvc/", include("datasets.dvc_urls")),
     path("models/", include("registry.urls")),
     path("deployments/", include("deployments.urls")),
     path("monitoring/", include("monitoring.urls")),

@@ -10,7 +10,7 @@ from typing import Any
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
 _GROUP = re.compile(r"\(\?P<(?P<name>\w+)>(?P<body>(?:[^()]|\([^()]*\))*)\)")
-_CANDIDATES = ["1", "x", "jobs", "job", "abc", "a1", "1/2", "x.json"]
+_CANDIDATES = ["1", "x", "jobs", "job", "abc", "a1", "1/2", "x.json", "0" * 30, ".dir"]
 
 
 @dataclass(frozen=True)

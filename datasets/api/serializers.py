@@ -5,7 +5,7 @@ from typing import Any
 from django.urls import reverse
 from rest_framework import serializers
 
-from datasets.models import Dataset, DatasetVersion
+from datasets.models import Dataset, DatasetFormat, DatasetVersion
 
 
 class LatestVersionSerializer(serializers.Serializer):
@@ -102,3 +102,19 @@ class PushResultSerializer(DatasetVersionSerializer):
 
     def get_created(self, version: DatasetVersion) -> bool:
         return bool(self.context.get("created"))
+
+
+class FromDvcSerializer(serializers.Serializer):
+    """What `POST .../versions/from-dvc` takes: the `md5:` of a `.dvc` file and the version's facts."""
+
+    md5 = serializers.CharField(
+        max_length=80, help_text="The `md5:` of the .dvc file: 32 hex digits, with `.dir` for a directory"
+    )
+    remote = serializers.CharField(
+        max_length=100, required=False, allow_blank=True, help_text="The DVC remote's name, if several hold it"
+    )
+    filename = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, help_text="The file's name (`path:` in the .dvc file)"
+    )
+    message = serializers.CharField(required=False, allow_blank=True, default="")
+    format = serializers.ChoiceField(choices=DatasetFormat.choices, required=False)

@@ -19,8 +19,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import can
-from datasets import services
-from datasets.api.serializers import DatasetSerializer, DatasetVersionSerializer, PushResultSerializer
+from datasets import dvc, services
+from datasets.api.serializers import (
+    DatasetSerializer,
+    DatasetVersionSerializer,
+    FromDvcSerializer,
+    PushResultSerializer,
+)
 from datasets.api.uploads import (
     CappedUploadHandler,
     StreamParser,
@@ -129,6 +134,45 @@ class VersionListView(generics.GenericAPIView):
         except DatasetInputError as exc:
             return Response(
                 error_body("invalid_dataset", exc.message, "file", details=exc.details),
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        body = PushResultSerializer(version, context={"created": created}).data
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class VersionFromDvcView(APIView):
+    """Make a file (or directory) that `dvc push` stored in the portal's DVC remote a version, by its md5."""
+
+    @extend_schema(
+        request=FromDvcSerializer,
+        responses={201: PushResultSerializer, 200: PushResultSerializer, 404: OpenApiTypes.OBJECT},
+        operation_id="datasets_versions_from_dvc",
+    )
+    def post(self, request: Request, name: str) -> Response:
+        params = FromDvcSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        try:
+            version, created = dvc.version_from_dvc(
+                name,
+                data["md5"],
+                remote=data.get("remote") or None,
+                filename=data.get("filename") or "",
+                message=data.get("message", ""),
+                author=request.user,
+                format=data.get("format"),
+            )
+        except services.InvalidDatasetName as exc:
+            return Response(error_body("invalid", str(exc), "name"), status=status.HTTP_400_BAD_REQUEST)
+        except dvc.InvalidDvcObject as exc:
+            return Response(error_body("invalid", str(exc), "md5"), status=status.HTTP_400_BAD_REQUEST)
+        except dvc.DvcObjectNotFound as exc:
+            return Response(error_body("not_found", str(exc), "md5"), status=status.HTTP_404_NOT_FOUND)
+        except UploadTooLarge as exc:
+            raise UploadTooLargeError.for_limit(exc.limit) from None
+        except DatasetInputError as exc:
+            return Response(
+                error_body("invalid_dataset", exc.message, "md5", details=exc.details),
                 status=status.HTTP_400_BAD_REQUEST,
             )
         body = PushResultSerializer(version, context={"created": created}).data
