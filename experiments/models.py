@@ -174,6 +174,32 @@ class Metric(models.Model):
         return f"{self.key}[{self.step}]={self.value}"
 
 
+BUCKET_BITS = 10  # a MetricBucket covers 1,024 consecutive steps
+
+
+class MetricBucket(models.Model):
+    """A summary of a metric's points whose steps fall in one block of 2**BUCKET_BITS steps: how many,
+    the lowest and highest finite value and where they are. Kept in the statement that appends the
+    points, from the rows actually inserted (a retried batch changes nothing), so a chart of a
+    million-point history reads about a thousand of these instead of a million points."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=250)
+    bucket = models.BigIntegerField(help_text="step >> BUCKET_BITS")
+    points = models.BigIntegerField()
+    non_finite = models.BigIntegerField(help_text="NaN and infinite points")
+    min_value = models.FloatField(null=True, help_text="the lowest finite value")
+    min_step = models.BigIntegerField(null=True)
+    max_value = models.FloatField(null=True, help_text="the highest finite value")
+    max_step = models.BigIntegerField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key", "bucket"], name="metric_bucket_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.key}[{self.bucket}]"
+
+
 class ExperimentKey(models.Model):
     """Every param, metric and tag key any run of the experiment has logged, kept as they are logged.
 

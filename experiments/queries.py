@@ -11,7 +11,17 @@ from typing import Any, cast
 from django.db.models import Case, Count, F, FloatField, Max, Min, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
-from experiments.models import Experiment, ExperimentKey, LatestMetric, LifecycleStage, Metric, Param, Run, RunTag
+from experiments.models import (
+    Experiment,
+    ExperimentKey,
+    LatestMetric,
+    LifecycleStage,
+    Metric,
+    MetricBucket,
+    Param,
+    Run,
+    RunTag,
+)
 
 
 def sampled_history(
@@ -166,6 +176,38 @@ SERIES_CACHE_MIN_POINTS = 20_000
 SERIES_CACHE_SECONDS = 24 * 3600
 
 
+def bucketed_series(run_id: str, key: str, points: int) -> DownsampledSeries | None:
+    """A long history by step, from its MetricBucket summaries (about one row per 1,024 steps): each
+    group of neighbouring buckets gives its lowest and highest finite point, in step order, so spikes
+    survive (min/max downsampling). None when the series is short enough to read whole (the caller
+    then draws it exactly, or with LTTB)."""
+    rows = list(
+        MetricBucket.objects.filter(run_id=run_id, key=key)
+        .order_by("bucket")
+        .values_list("points", "non_finite", "min_value", "min_step", "max_value", "max_step")
+    )
+    total = sum(r[0] for r in rows)
+    if total <= LONG_SERIES_POINTS:
+        return None
+    per_group = max(1, math.ceil(len(rows) / max(1, points // 2)))
+    xs: list[int] = []
+    ys: list[float] = []
+    for start in range(0, len(rows), per_group):
+        finite = [r for r in rows[start : start + per_group] if r[2] is not None]
+        if not finite:
+            continue
+        low = min(finite, key=lambda r: (r[2], r[3]))
+        high = max(finite, key=lambda r: (r[4], -r[5]))
+        for step, value in sorted({(low[3], low[2]), (high[5], high[4])}):
+            xs.append(step)
+            ys.append(value)
+    return DownsampledSeries(xs, ys, total, sum(r[1] for r in rows))
+
+
+# Longer series are charted from MetricBucket summaries rather than read point by point.
+LONG_SERIES_POINTS = 20_000
+
+
 def downsampled_series(run_id: str, key: str, *, x: str = "step", points: int = 1000) -> DownsampledSeries | None:
     """The history of a metric downsampled with LTTB to `points`, or None if the run never logged it.
 
@@ -180,6 +222,10 @@ def downsampled_series(run_id: str, key: str, *, x: str = "step", points: int = 
 
     from experiments.downsample import lttb
 
+    if x == "step":
+        summary = bucketed_series(run_id, key, points)
+        if summary is not None:
+            return summary
     version = Metric.objects.filter(run_id=run_id, key=key).aggregate(
         n=Count("id"), nan=Count("id", filter=Q(is_nan=True)), last_step=Max("step"), last_time=Max("timestamp")
     )

@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, models, transaction
 from accounts.services import record_audit
 from experiments.mlflow_api.common import MlflowError, invalid, not_found
 from experiments.models import (
+    BUCKET_BITS,
     Experiment,
     ExperimentKey,
     ExperimentPermission,
@@ -26,6 +27,7 @@ from experiments.models import (
     LatestMetric,
     LifecycleStage,
     Metric,
+    MetricBucket,
     Param,
     Permission,
     Run,
@@ -509,7 +511,15 @@ def log_metrics(run: Run, points: list[MetricPoint]) -> None:
             _insert_points_postgres(cursor, run, points, list(newest.values()), upsert_latest)
         return
     with transaction.atomic(), connection.cursor() as cursor:
-        _insert_points_values(cursor, run.pk, points, Metric._meta.db_table, " ON CONFLICT DO NOTHING")
+        inserted = _insert_points_values(
+            cursor,
+            run.pk,
+            points,
+            Metric._meta.db_table,
+            " ON CONFLICT DO NOTHING",
+            " RETURNING key, value, is_nan, step",
+        )
+        _upsert_buckets_values(cursor, run.pk, summarise_buckets(inserted))
         _insert_points_values(cursor, run.pk, list(newest.values()), latest_table, upsert_latest)
         remember_keys(run.experiment_id, ExperimentKey.Kind.METRIC, newest)
 
@@ -548,10 +558,21 @@ def _insert_points_postgres(
 ) -> None:
     """Array parameters keep the statement's text the same whatever the batch size, so PostgreSQL and
     psycopg reuse the parsed statement (6,000 placeholders would be re-parsed each time)."""
+    bucket_table = MetricBucket._meta.db_table
     cursor.execute(
         f"WITH appended AS (INSERT INTO {Metric._meta.db_table} {_COLUMNS}"  # noqa: S608
-        f" SELECT %s, k, v, n, t, s FROM {_UNNEST} ON CONFLICT DO NOTHING),"
+        f" SELECT %s, k, v, n, t, s FROM {_UNNEST} ON CONFLICT DO NOTHING RETURNING key, value, is_nan, step),"
         + _keys_cte("metric_keys")
+        # The points actually inserted, summarised per block of steps (see MetricBucket).
+        + f", bucketed AS (INSERT INTO {bucket_table} {_BUCKET_COLUMNS}"  # noqa: S608
+        f" SELECT %s, key, step >> {BUCKET_BITS}, count(*), count(*) FILTER (WHERE NOT f),"
+        " min(value) FILTER (WHERE f), (array_agg(step ORDER BY value, step) FILTER (WHERE f))[1],"
+        " max(value) FILTER (WHERE f), (array_agg(step ORDER BY value DESC, step) FILTER (WHERE f))[1]"
+        " FROM (SELECT key, value, step,"
+        " NOT is_nan AND value <> 'Infinity'::float8 AND value <> '-Infinity'::float8 AS f FROM appended) a"
+        f" GROUP BY key, step >> {BUCKET_BITS} ORDER BY 2, 3"
+        + _bucket_upsert()
+        + ")"
         + f" INSERT INTO {LatestMetric._meta.db_table} {_COLUMNS} SELECT %s, k, v, n, t, s FROM {_UNNEST}"  # noqa: S608
         + upsert_latest,
         [
@@ -561,12 +582,16 @@ def _insert_points_postgres(
             ExperimentKey.Kind.METRIC,
             sorted(p.key for p in newest),
             run.pk,
+            run.pk,
             *_arrays(newest),
         ],
     )
 
 
-def _insert_points_values(cursor: Any, run_id: str, points: list[MetricPoint], table: str, conflict: str) -> None:
+def _insert_points_values(
+    cursor: Any, run_id: str, points: list[MetricPoint], table: str, conflict: str, returning: str = ""
+) -> list[Any]:
+    inserted: list[Any] = []
     for start in range(0, len(points), 1000):
         chunk = points[start : start + 1000]
         values: list[Any] = []
@@ -576,8 +601,56 @@ def _insert_points_values(cursor: Any, run_id: str, points: list[MetricPoint], t
         cursor.execute(
             f"INSERT INTO {table} {_COLUMNS} VALUES "  # noqa: S608
             + ",".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
-            + conflict,
+            + conflict
+            + returning,
             values,
+        )
+        if returning:
+            inserted += cursor.fetchall()
+    return inserted
+
+
+_BUCKET_COLUMNS = "(run_id, key, bucket, points, non_finite, min_value, min_step, max_value, max_step)"
+
+
+def _bucket_upsert() -> str:
+    """Merge a batch's bucket into the stored one: counts add up, the extremes move outwards."""
+    t = MetricBucket._meta.db_table
+    lower = f"excluded.min_value IS NOT NULL AND ({t}.min_value IS NULL OR excluded.min_value < {t}.min_value)"
+    higher = f"excluded.max_value IS NOT NULL AND ({t}.max_value IS NULL OR excluded.max_value > {t}.max_value)"
+    return (
+        f" ON CONFLICT (run_id, key, bucket) DO UPDATE SET points = {t}.points + excluded.points,"
+        f" non_finite = {t}.non_finite + excluded.non_finite,"
+        f" min_value = CASE WHEN {lower} THEN excluded.min_value ELSE {t}.min_value END,"
+        f" min_step = CASE WHEN {lower} THEN excluded.min_step ELSE {t}.min_step END,"
+        f" max_value = CASE WHEN {higher} THEN excluded.max_value ELSE {t}.max_value END,"
+        f" max_step = CASE WHEN {higher} THEN excluded.max_step ELSE {t}.max_step END"
+    )
+
+
+def summarise_buckets(rows: Iterable[tuple[str, float, bool, int]]) -> dict[tuple[str, int], list[Any]]:
+    """(key, value, is_nan, step) points as MetricBucket rows: {(key, bucket): [points, non_finite,
+    min_value, min_step, max_value, max_step]}, ties going to the lowest step (as the SQL does)."""
+    out: dict[tuple[str, int], list[Any]] = {}
+    for key, value, is_nan, step in rows:
+        b = out.setdefault((key, step >> BUCKET_BITS), [0, 0, None, None, None, None])
+        b[0] += 1
+        if is_nan or value in (_INF, -_INF):
+            b[1] += 1
+            continue
+        if b[2] is None or (value, step) < (b[2], b[3]):
+            b[2], b[3] = value, step
+        if b[4] is None or value > b[4] or (value == b[4] and step < b[5]):
+            b[4], b[5] = value, step
+    return out
+
+
+def _upsert_buckets_values(cursor: Any, run_id: str, buckets: dict[tuple[str, int], list[Any]]) -> None:
+    for (key, bucket), stats in sorted(buckets.items()):
+        cursor.execute(
+            f"INSERT INTO {MetricBucket._meta.db_table} {_BUCKET_COLUMNS}"  # noqa: S608
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)" + _bucket_upsert(),
+            [run_id, key, bucket, *stats],
         )
 
 

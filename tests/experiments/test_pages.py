@@ -653,3 +653,72 @@ def test_compare_works_across_experiments_and_shows_only_readable_runs(
 
 def test_the_compare_page_without_runs_says_how_to_pick_them(viewer_client: Client) -> None:
     assert "No runs to compare" in html_of(viewer_client.get("/experiments/compare/"))
+
+
+# Long series: MetricBucket summaries -------------------------------------------------------------
+
+
+def stored_buckets(run: Run, key: str) -> dict[tuple[str, int], list[Any]]:
+    from experiments.models import MetricBucket
+
+    rows = MetricBucket.objects.filter(run=run, key=key).values_list(
+        "key", "bucket", "points", "non_finite", "min_value", "min_step", "max_value", "max_step"
+    )
+    return {(r[0], r[1]): list(r[2:]) for r in rows}
+
+
+def test_buckets_summarise_exactly_the_points_stored_whatever_the_batches_and_retries(experiment: Experiment) -> None:
+    from experiments.models import Metric
+
+    run = RunFactory(experiment=experiment)
+    values = [math.sin(i / 50) * 10 for i in range(5000)]
+    values[1234], values[3000], values[4500] = math.nan, math.inf, -math.inf
+    points = [MetricPoint("loss", v, T0 + i, i) for i, v in enumerate(values)]
+    for start in range(0, 5000, 700):  # batches that straddle buckets
+        services.log_metrics(run, points[start : start + 700])
+    services.log_metrics(run, points[100:900])  # a retried batch adds nothing
+    services.log_metrics(run, [MetricPoint("loss", 99.0, T0, 2047)])  # a second point at a step, later
+    stored = Metric.objects.filter(run=run, key="loss").values_list("key", "value", "is_nan", "step")
+    expected = services.summarise_buckets(stored)
+    assert stored_buckets(run, "loss") == expected
+    assert sum(b[0] for b in expected.values()) == 5001 and sum(b[1] for b in expected.values()) == 3
+    assert expected[("loss", 1)][4:] == [99.0, 2047]
+
+
+def test_a_million_point_chart_reads_summaries_and_keeps_spikes(
+    viewer_client: Client, experiment: Experiment, monkeypatch: pytest.MonkeyPatch, django_assert_max_num_queries: Any
+) -> None:
+    from experiments import queries
+
+    monkeypatch.setattr(queries, "LONG_SERIES_POINTS", 1000)
+    run = RunFactory(experiment=experiment)
+    values = [1.0] * 30_000
+    values[17_777], values[25_000] = 50.0, -50.0
+    services.log_metrics(run, [MetricPoint("loss", v, T0 + s, s) for s, v in enumerate(values)][:1000])
+    services.log_metrics(run, [MetricPoint("loss", v, T0 + s, s) for s, v in enumerate(values)][1000:])
+    with (
+        mock.patch.object(queries, "metric_series", side_effect=AssertionError("read every point")),
+        django_assert_max_num_queries(8),
+    ):
+        data = viewer_client.get(f"/experiments/runs/{run.pk}/metrics/loss.json?points=20").json()
+    assert data["total_points"] == 30_000 and data["downsampled"] and data["returned_points"] <= 20
+    drawn = set(zip(data["x"], data["y"], strict=True))
+    assert (17_777, 50.0) in drawn and (25_000, -50.0) in drawn
+    assert data["x"] == sorted(data["x"])
+
+
+def test_the_migration_backfills_the_same_buckets_the_write_path_keeps(experiment: Experiment) -> None:
+    import importlib
+
+    from django.apps import apps
+
+    from experiments.models import MetricBucket
+
+    run = RunFactory(experiment=experiment)
+    points = [MetricPoint(k, math.nan if s % 97 == 0 else (s * 7919) % 1000 / 3, T0 + s, s) for s in range(3000)
+              for k in ("a", "b")]  # fmt: skip
+    services.log_metrics(run, points)
+    kept = stored_buckets(run, "a") | stored_buckets(run, "b")
+    MetricBucket.objects.all().delete()
+    importlib.import_module("experiments.migrations.0005_metric_buckets").backfill(apps, None)
+    assert stored_buckets(run, "a") | stored_buckets(run, "b") == kept
