@@ -73,6 +73,7 @@ def measure(experiment_id: int, long_run_id: str, reps: int, points: int) -> lis
 
     client = Client()
     client.force_login(get_user_model().objects.get(username="bench"))
+    chart = f"/experiments/runs/{long_run_id}/metrics/loss.json"
     pages = [
         ("runs table, newest first", f"/experiments/{experiment_id}/", {}),
         ("runs table, sorted by metrics.acc", f"/experiments/{experiment_id}/", {"sort": "metrics.acc", "dir": "desc"}),
@@ -81,8 +82,8 @@ def measure(experiment_id: int, long_run_id: str, reps: int, points: int) -> lis
         ("runs table, filtered and sorted", f"/experiments/{experiment_id}/",
          {"sort": "metrics.acc", "dir": "desc", "filter": "metrics.acc > 0.9 and params.lr = '0.01'"}),
         (f"run page of the {points:,}-point run", f"/experiments/runs/{long_run_id}/", {}),
-        (f"chart data, {points:,} points by step", f"/experiments/runs/{long_run_id}/metrics/loss.json", {}),
-        (f"chart data, {points:,} points by time (cached)", f"/experiments/runs/{long_run_id}/metrics/loss.json", {"x": "time"}),
+        (f"chart data, {points:,} points by step", chart, {}),
+        (f"chart data, {points:,} points by time (cached)", chart, {"x": "time"}),
     ]  # fmt: skip
     results = []
     for label, path, query in pages:
