@@ -114,6 +114,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # queries bind on the client and are never prepared. Turn off behind a pooler in transaction mode.
     DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5 if env_bool("DB_PREPARED_STATEMENTS", True) else None}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    import sqlite3
+
+    if sqlite3.sqlite_version_info < (3, 35):  # INSERT ... RETURNING, used when logging metrics
+        raise ImproperlyConfigured(
+            f"SQLite 3.35 or newer is needed, this Python has {sqlite3.sqlite_version}: "
+            "use a newer Python build or set DATABASE_URL to PostgreSQL"
+        )
     # WAL lets the worker and the web process write without "database is locked" errors.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
@@ -215,6 +222,25 @@ DATASET_MAX_FIELD_BYTES = env_int("DATASET_MAX_FIELD_BYTES", 1024**2, minimum=10
 DATASET_MAX_ARCHIVE_MEMBERS = env_int("DATASET_MAX_ARCHIVE_MEMBERS", 10_000, minimum=1)
 DATASET_MAX_UNPACKED_BYTES = env_int("DATASET_MAX_UNPACKED_BYTES", 4 * DATASET_MAX_UPLOAD_BYTES, minimum=1)
 DATASET_MAX_COMPRESSION_RATIO = env_int("DATASET_MAX_COMPRESSION_RATIO", 100, minimum=1)
+# Where dataset blobs live (datasets/storage.py): `local` (ARTIFACT_ROOT/datasets) or an S3-compatible bucket.
+DATASET_STORAGE = env_str("DATASET_STORAGE", "local").strip().lower()
+if DATASET_STORAGE not in {"local", "s3"}:
+    raise ImproperlyConfigured(f"DATASET_STORAGE must be local or s3, got {DATASET_STORAGE!r}")
+DATASET_S3_BUCKET = env_str("DATASET_S3_BUCKET", "").strip()
+if DATASET_STORAGE == "s3" and not DATASET_S3_BUCKET:
+    raise ImproperlyConfigured("DATASET_STORAGE=s3 needs DATASET_S3_BUCKET (the bucket must exist)")
+DATASET_S3_PREFIX = env_str("DATASET_S3_PREFIX", "").strip().strip("/")
+DATASET_S3_ENDPOINT_URL = env_url("DATASET_S3_ENDPOINT_URL", "", {"http", "https"})
+DATASET_S3_REGION = env_str("DATASET_S3_REGION", "").strip()
+DATASET_S3_ACCESS_KEY_ID = env_secret("DATASET_S3_ACCESS_KEY_ID").strip()
+DATASET_S3_SECRET_ACCESS_KEY = env_secret("DATASET_S3_SECRET_ACCESS_KEY").strip()
+DATASET_S3_ADDRESSING_STYLE = env_str("DATASET_S3_ADDRESSING_STYLE", "auto").strip().lower()
+if DATASET_S3_ADDRESSING_STYLE not in {"auto", "path", "virtual"}:
+    raise ImproperlyConfigured(
+        f"DATASET_S3_ADDRESSING_STYLE must be auto, path or virtual, got {DATASET_S3_ADDRESSING_STYLE!r}"
+    )
+# S3 takes parts of 5 MiB to 5 GiB (the last may be smaller), at most 10,000 of them.
+DATASET_S3_PART_BYTES = env_int("DATASET_S3_PART_BYTES", 8 * 1024**2, minimum=5 * 1024**2, maximum=5 * 1024**3)
 
 # Security: HTTPS is assumed unless DEBUG is on or HTTPS=false (the laptop launcher sets that).
 HTTPS = env_bool("HTTPS", not DEBUG)
