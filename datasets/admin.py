@@ -3,7 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from datasets.models import Blob, Dataset, DatasetVersion, DvcObject
+from datasets.models import Blob, Dataset, DatasetProfile, DatasetVersion, DvcObject
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -57,3 +57,26 @@ class DvcObjectAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # a DVC client may pull it at any time; nothing removes pushed objects yet
+
+
+@admin.register(DatasetProfile)
+class DatasetProfileAdmin(ReadOnlyAdmin):
+    """Profiles are written by their job; re-running one is the version page's (or the API's) button."""
+
+    list_display = ["version", "status", "rows", "columns", "job", "computed_at", "updated"]
+    list_filter = ["status"]
+    search_fields = ["version__dataset__name"]
+    list_select_related = ["version__dataset", "job"]
+    fields = ["version", "status", "job", "computed_at", "updated", "rows", "columns", "error", "data"]
+    readonly_fields = fields
+
+    @admin.display(description="rows")
+    def rows(self, obj: DatasetProfile) -> Any:
+        return (obj.data or {}).get("rows", "—")
+
+    @admin.display(description="columns")
+    def columns(self, obj: DatasetProfile) -> Any:
+        return len((obj.data or {}).get("columns", [])) if obj.data else "—"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # it goes with its version

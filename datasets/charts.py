@@ -71,6 +71,7 @@ def top_values_figure(column: dict[str, Any], limit: int = TOP_BARS) -> dict[str
         "layout": _layout(
             height=max(160, 18 * len(top) + 50),
             margin={"l": 120, "r": 12, "t": 8, "b": 32},
+            bargap=0.3,  # categories, not bins: gaps keep equal bars from merging into one block
             yaxis={"type": "category", "automargin": True},
             xaxis={"title": {"text": "rows"}, "rangemode": "tozero"},
         ),

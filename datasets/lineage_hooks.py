@@ -51,8 +51,13 @@ def unregister_downstream_provider(name: str) -> None:
     _PROVIDERS.pop(name, None)
 
 
+def downstream_provider(name: str) -> DownstreamProvider | None:
+    return _PROVIDERS.get(name)
+
+
+def downstream_by_provider(version: DatasetVersion, user: Any) -> dict[str, list[Downstream]]:
+    return {name: list(_PROVIDERS[name](version, user)) for name in sorted(_PROVIDERS)}
+
+
 def downstream_of(version: DatasetVersion, user: Any) -> list[Downstream]:
-    found: list[Downstream] = []
-    for name in sorted(_PROVIDERS):
-        found.extend(_PROVIDERS[name](version, user))
-    return found
+    return [item for items in downstream_by_provider(version, user).values() for item in items]

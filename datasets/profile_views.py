@@ -44,13 +44,19 @@ def profile_context(request: HttpRequest, version: DatasetVersion) -> dict[str, 
 
 
 def number(value: Any) -> str:
-    """A statistic for a table cell: integers with separators, other numbers to 4 significant digits."""
+    """A statistic for a table cell: integers with separators, other numbers to 4 significant digits.
+
+    Fractions from 1,000 up are rounded to whole numbers with separators (a mean of 59,999.5 reads
+    "60,000", not "6e+04"); only the very large and the very small get an exponent.
+    """
     if value is None:
         return "–"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e15):
         return f"{int(value):,}"
+    if 1000 <= abs(value) < 1e15:
+        return f"{round(value):,}"
     return f"{value:.4g}"
 
 

@@ -1,6 +1,7 @@
 """Profiling a tabular file in bounded memory: one streaming pass for the statistics, one for histograms.
 
-`profile_file(path, format)` reads the file a block at a time with pyarrow (CSV through the streaming
+`profile_file(path, format)` reads the file (or a `FileSource`: anything it can open as a seekable binary
+file, such as a blob in S3) a block at a time with pyarrow (CSV through the streaming
 reader, Parquet batch by batch, JSON Lines through the streaming reader) and folds every block into
 per-column accumulators with pyarrow.compute and numpy, never a Python loop per value:
 
@@ -67,6 +68,22 @@ class ProfileOptions:
     top_k: int = TOP_K
     kmv_k: int = 4096
     progress_interval: float = 0.5  # seconds between progress reports
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """Bytes that are not a local file: `open()` gives a new seekable binary file for each pass."""
+
+    open: Callable[[], BinaryIO]
+    size: int
+    name: str = ""
+
+
+def _source(path: Path | str | FileSource) -> FileSource:
+    if isinstance(path, FileSource):
+        return path
+    local = Path(path)
+    return FileSource(lambda: open(local, "rb"), local.stat().st_size, str(local))
 
 
 @dataclass
@@ -411,15 +428,15 @@ _SIMPLE_TYPES = {
 class _CountingFile:
     """Knows how far the reader got, for progress in bytes (pyarrow reads through it in blocks)."""
 
-    def __init__(self, path: Path) -> None:
-        self.handle: BinaryIO = open(path, "rb")  # noqa: SIM115  (closed by _batches)
+    def __init__(self, source: FileSource) -> None:
+        self.handle: BinaryIO = source.open()  # closed by _batches
 
     def position(self) -> int:
         return self.handle.tell()
 
 
 def _batches(
-    path: Path,
+    source: FileSource,
     format: str,
     options: ProfileOptions,
     schema: list[dict[str, str]] | None,
@@ -427,19 +444,21 @@ def _batches(
 ) -> Iterator[tuple[pa.RecordBatch, Callable[[], int]]]:
     """Record batches of at most about `block_bytes`, each with a way to ask how many bytes were read."""
     if format == DatasetFormat.PARQUET:
-        parquet = pq.ParquetFile(path)
-        metadata = parquet.metadata
-        rows_total = max(metadata.num_rows, 1)
-        uncompressed = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
-        per_row = max(uncompressed / rows_total, 1.0)
-        batch_rows = max(64, int(options.block_bytes / per_row))
-        size = path.stat().st_size
-        done = 0
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
-            done += batch.num_rows
-            yield batch, lambda done=done: int(size * done / rows_total)
+        # pyarrow seeks to the footer, then to each column chunk it needs: the source must be seekable.
+        with source.open() as handle:
+            parquet = pq.ParquetFile(handle)
+            metadata = parquet.metadata
+            rows_total = max(metadata.num_rows, 1)
+            uncompressed = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+            per_row = max(uncompressed / rows_total, 1.0)
+            batch_rows = max(64, int(options.block_bytes / per_row))
+            size = source.size
+            done = 0
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
+                done += batch.num_rows
+                yield batch, lambda done=done: int(size * done / rows_total)
         return
-    counting = _CountingFile(path)
+    counting = _CountingFile(source)
     try:
         if format == DatasetFormat.CSV:
             types = {c["name"]: _SIMPLE_TYPES[c["type"]] for c in schema or [] if c.get("type") in _SIMPLE_TYPES}
@@ -473,7 +492,7 @@ def _batches(
 
 @dataclass
 class _Run:
-    path: Path
+    source: FileSource
     format: str
     options: ProfileOptions
     schema: list[dict[str, str]] | None
@@ -495,7 +514,7 @@ class _Run:
         self.progress(processed, total, f"pass {current} of {passes}: {_mb(done)} of {_mb(self.size)}")
 
     def batches(self, columns: list[str] | None = None) -> Iterator[tuple[pa.RecordBatch, int]]:
-        for batch, position in _batches(self.path, self.format, self.options, self.schema, columns):
+        for batch, position in _batches(self.source, self.format, self.options, self.schema, columns):
             self.stats.saw(batch)
             if self.on_batch is not None:
                 self.on_batch(batch)
@@ -515,7 +534,7 @@ def _caps(options: ProfileOptions, columns: int) -> dict[str, int]:
 
 
 def profile_file(
-    path: Path | str,
+    path: Path | str | FileSource,
     format: str,
     *,
     schema: list[dict[str, str]] | None = None,
@@ -530,12 +549,12 @@ def profile_file(
     is called at most twice a second with bytes (two passes count the file twice); `on_batch` sees
     every block the reader materialises.
     """
-    path = Path(path)
+    source = _source(path)
     options = options or ProfileOptions()
     if format not in (DatasetFormat.CSV, DatasetFormat.PARQUET, DatasetFormat.JSONL):
         raise ProfileError(f"{format!r} datasets have no columns to profile.")
     started = time.perf_counter()
-    run = _Run(path, format, options, schema, progress, on_batch, size=path.stat().st_size)
+    run = _Run(source, format, options, schema, progress, on_batch, size=source.size)
     columns: list[_Column] | None = None
     rows = 0
     passes = 2

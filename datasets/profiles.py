@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.db import transaction
@@ -18,13 +19,14 @@ from django.utils import timezone
 
 from datasets.inspect import Limits
 from datasets.models import DatasetFormat, DatasetProfile, DatasetVersion, ProfileStatus
-from datasets.profiler import ProfileError, ProfileOptions, profile_file
+from datasets.profiler import FileSource, ProfileError, ProfileOptions, profile_file
 from datasets.storage import LocalBlobStorage, get_storage
 from jobs.services import submit_job
 
 logger = logging.getLogger(__name__)
 
 JOB_TYPE = "datasets.profile"
+MISSING_MESSAGE = "The stored bytes of this version are missing; tell an administrator."
 UNSUPPORTED_MESSAGE = "Directory datasets (zip or tar archives) are not profiled: only CSV, Parquet and JSON Lines."
 
 
@@ -70,13 +72,21 @@ def compute_profile(
     if version.format == DatasetFormat.DIRECTORY:
         raise ProfileError(UNSUPPORTED_MESSAGE)
     storage = get_storage()
-    if not isinstance(storage, LocalBlobStorage):  # pragma: no cover - only the local backend exists today
-        raise ProfileError("Profiling needs the blob on a local filesystem.")
-    path = storage.path_for(version.blob_id)
-    if not path.is_file():
-        raise ProfileError("The stored bytes of this version are missing; tell an administrator.")
+    source: Path | FileSource
+    if isinstance(storage, LocalBlobStorage):
+        source = storage.path_for(version.blob_id)
+        if not source.is_file():
+            raise ProfileError(MISSING_MESSAGE)
+    else:
+        # An object store: every pass reads the object through ranged GETs, in blocks, never whole.
+        try:
+            size = storage.size(version.blob_id)
+        except FileNotFoundError:
+            raise ProfileError(MISSING_MESSAGE) from None
+        sha256 = version.blob_id
+        source = FileSource(lambda: storage.open(sha256), size, storage.key_for(sha256))
     return profile_file(
-        path, version.format, schema=version.schema, options=options or profile_options(), progress=progress
+        source, version.format, schema=version.schema, options=options or profile_options(), progress=progress
     )
 
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from accounts.services import record_audit
-from datasets.dependants import Dependant, dependants_of
+from datasets.dependants import Dependant, dependants_of, hidden_summary
 from datasets.inspect import DatasetInputError, inspect_file
 from datasets.models import NAME_RE, Blob, Dataset, DatasetVersion, DvcObject
 from datasets.profiles import start_profile
@@ -31,14 +31,18 @@ class InvalidDatasetName(ValueError):
 
 
 class DatasetInUse(Exception):
-    """The version has dependants; `dependants` lists them."""
+    """The version has dependants; `dependants` lists those the actor may see, `hidden` counts the others."""
 
     def __init__(self, version: DatasetVersion, dependants: list[Dependant]) -> None:
         self.version = version
-        self.dependants = dependants
-        listed = ", ".join(str(d) for d in dependants[:10])
-        more = f" and {len(dependants) - 10} more" if len(dependants) > 10 else ""
-        super().__init__(f"{version} cannot be deleted: {len(dependants)} dependant(s) use it: {listed}{more}.")
+        self.dependants = [d for d in dependants if not d.hidden]
+        self.hidden = len(dependants) - len(self.dependants)
+        listed = ", ".join(str(d) for d in self.dependants[:10])
+        if len(self.dependants) > 10:
+            listed += f" and {len(self.dependants) - 10} more"
+        if self.hidden:  # counted, never named: their names are not the actor's to read
+            listed = f"{listed} and {hidden_summary(dependants)}" if listed else hidden_summary(dependants)
+        super().__init__(f"{version} cannot be deleted: {len(dependants)} dependant(s) use it: {listed}.")
 
 
 def validate_name(name: str) -> str:
@@ -143,7 +147,7 @@ def _record_version(
 
 def delete_version(version: DatasetVersion, *, actor: Any) -> None:
     """Delete a version nothing depends on. Its blob stays until `collect_garbage` finds it unreferenced."""
-    dependants = dependants_of(version)
+    dependants = dependants_of(version, actor if getattr(actor, "is_authenticated", False) else None)
     if dependants:
         raise DatasetInUse(version, dependants)
     with transaction.atomic():
@@ -172,7 +176,8 @@ class GarbageReport:
 def collect_garbage(*, dry_run: bool = False) -> GarbageReport:
     """Delete blobs no version or DVC object references, blob files without a row, and temp files of dead uploads.
 
-    Files without a row and temp files are spared for an hour: they may belong to a push in progress.
+    Files without a row, temp files and (in S3) incomplete multipart uploads are spared for an hour:
+    they may belong to a push in progress.
     With `dry_run`, only report what would be deleted.
     """
     storage = get_storage()
@@ -211,6 +216,8 @@ def collect_garbage(*, dry_run: bool = False) -> GarbageReport:
                 path.unlink()
         except FileNotFoundError:
             continue
+    # Object stores keep the parts of an upload whose process died (invisible, but stored) until aborted.
+    report.temp_files.extend(storage.abort_stale_uploads(STALE_TEMP_SECONDS, dry_run=dry_run))
     if not dry_run and report.count:
         record_audit(
             None,

@@ -6,8 +6,12 @@ whole into memory; only once the caller has inspected the staged file and decide
 `commit` move it to `sha256/ab/cdef…` with an atomic rename (same filesystem, so readers see the
 whole blob or none of it). Any failure before that removes the temp file.
 
-`LocalBlobStorage` is the only backend today; `BlobStorage` is the interface an S3 backend will
-implement (it would stage locally the same way and upload on commit).
+Two backends implement `BlobStorage`, chosen by `DATASET_STORAGE`: `LocalBlobStorage` (files under
+`ARTIFACT_ROOT/datasets`, the default) and `datasets.storage_s3.S3BlobStorage` (an S3-compatible
+bucket). Both stage uploads the same way, in a local spool file: inspection reads a staged file
+several times and seeks in it (a zip's central directory, a Parquet footer), which a local file does
+cheaply, and a refused upload then never reaches the bucket at all. Blob keys (`Blob.storage_key`)
+are relative to the backend's root, so they are the same in both.
 """
 
 from __future__ import annotations
@@ -84,11 +88,14 @@ class BlobStorage(Protocol):
 
     def stale_temp_files(self, older_than_seconds: float) -> list[Path]: ...
 
+    def abort_stale_uploads(self, older_than_seconds: float, *, dry_run: bool = False) -> list[str]: ...
 
-def _check_sha(sha256: str) -> str:
+
+def blob_key(sha256: str) -> str:
+    """`sha256/ab/cdef…`: where a blob lives, relative to the backend's root (a directory or a bucket prefix)."""
     if len(sha256) != 64 or not set(sha256) <= _HEX:
         raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
-    return sha256
+    return f"sha256/{sha256[:2]}/{sha256[2:]}"
 
 
 class LocalBlobStorage:
@@ -99,50 +106,16 @@ class LocalBlobStorage:
 
     @property
     def temp_dir(self) -> Path:
-        return self.root / "tmp"
+        return self.root / "tmp"  # on the same filesystem as the blobs, so commit is a rename
 
     def key_for(self, sha256: str) -> str:
-        sha256 = _check_sha(sha256)
-        return f"sha256/{sha256[:2]}/{sha256[2:]}"
+        return blob_key(sha256)
 
     def path_for(self, sha256: str) -> Path:
         return self.root / self.key_for(sha256)
 
     def stage(self, chunks: Iterable[bytes], *, max_bytes: int, expected_size: int | None = None) -> StagedBlob:
-        """Receive `chunks` into a temp file, hashing as they arrive.
-
-        Raises `UploadTooLarge` as soon as more than `max_bytes` arrived, and `IncompleteUpload` when
-        the source fails or yields fewer than `expected_size` bytes; the temp file is gone either way.
-        """
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".part", dir=self.temp_dir)
-        sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as out:
-                try:
-                    for chunk in chunks:
-                        size += len(chunk)
-                        if size > max_bytes:
-                            raise UploadTooLarge(max_bytes)
-                        sha256.update(chunk)
-                        md5.update(chunk)
-                        out.write(chunk)
-                except (UploadTooLarge, IncompleteUpload):
-                    raise
-                except OSError as exc:  # the client went away mid-body (servers raise OSError subclasses)
-                    raise IncompleteUpload(f"The upload was interrupted after {size:,} bytes: {exc}") from exc
-                if expected_size is not None and size != expected_size:
-                    raise IncompleteUpload(
-                        f"The upload ended after {size:,} of the {expected_size:,} bytes announced by Content-Length."
-                    )
-                out.flush()
-                os.fsync(out.fileno())
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
-            raise
-        return StagedBlob(Path(name), sha256.hexdigest(), md5.hexdigest(), size)
+        return stage_to_file(chunks, self.temp_dir, max_bytes=max_bytes, expected_size=expected_size)
 
     def commit(self, staged: StagedBlob) -> str:
         """Move the staged file to its content address (or drop it if that content is already there)."""
@@ -198,20 +171,75 @@ class LocalBlobStorage:
                 yield StoredFile(self.key_for(sha), sha, stat.st_size, stat.st_mtime)
 
     def stale_temp_files(self, older_than_seconds: float) -> list[Path]:
-        """Temp files untouched for that long: uploads whose process died before cleaning up."""
-        if not self.temp_dir.is_dir():
-            return []
-        cutoff = time.time() - older_than_seconds
-        stale = []
-        for entry in sorted(self.temp_dir.iterdir()):
-            with contextlib.suppress(FileNotFoundError):
-                if entry.is_file() and entry.name.startswith(TEMP_PREFIX) and entry.stat().st_mtime < cutoff:
-                    stale.append(entry)
-        return stale
+        return stale_temp_files_in(self.temp_dir, older_than_seconds)
+
+    def abort_stale_uploads(self, older_than_seconds: float, *, dry_run: bool = False) -> list[str]:
+        return []  # a local upload is a temp file, which `stale_temp_files` already finds
+
+
+def spool_dir() -> Path:
+    """Where uploads are received and inspected before they join the store, whatever the backend."""
+    return Path(settings.ARTIFACT_ROOT) / "datasets" / "tmp"
+
+
+def stage_to_file(
+    chunks: Iterable[bytes], temp_dir: Path, *, max_bytes: int, expected_size: int | None = None
+) -> StagedBlob:
+    """Receive `chunks` into a temp file in `temp_dir`, hashing as they arrive.
+
+    Raises `UploadTooLarge` as soon as more than `max_bytes` arrived, and `IncompleteUpload` when
+    the source fails or yields fewer than `expected_size` bytes; the temp file is gone either way.
+    """
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".part", dir=temp_dir)
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise UploadTooLarge(max_bytes)
+                    sha256.update(chunk)
+                    md5.update(chunk)
+                    out.write(chunk)
+            except (UploadTooLarge, IncompleteUpload):
+                raise
+            except OSError as exc:  # the client went away mid-body (servers raise OSError subclasses)
+                raise IncompleteUpload(f"The upload was interrupted after {size:,} bytes: {exc}") from exc
+            if expected_size is not None and size != expected_size:
+                raise IncompleteUpload(
+                    f"The upload ended after {size:,} of the {expected_size:,} bytes announced by Content-Length."
+                )
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+        raise
+    return StagedBlob(Path(name), sha256.hexdigest(), md5.hexdigest(), size)
+
+
+def stale_temp_files_in(temp_dir: Path, older_than_seconds: float) -> list[Path]:
+    """Temp files untouched for that long: uploads whose process died before cleaning up."""
+    if not temp_dir.is_dir():
+        return []
+    cutoff = time.time() - older_than_seconds
+    stale = []
+    for entry in sorted(temp_dir.iterdir()):
+        with contextlib.suppress(FileNotFoundError):
+            if entry.is_file() and entry.name.startswith(TEMP_PREFIX) and entry.stat().st_mtime < cutoff:
+                stale.append(entry)
+    return stale
 
 
 def get_storage() -> BlobStorage:
-    """The configured backend (today always the local filesystem), built per call so tests can move the root."""
+    """The backend `DATASET_STORAGE` names, built per call so tests can move the root or the bucket."""
+    if settings.DATASET_STORAGE == "s3":
+        from datasets.storage_s3 import S3BlobStorage  # boto3 is imported only when S3 is configured
+
+        return S3BlobStorage.from_settings()
     return LocalBlobStorage()
 
 

@@ -15,8 +15,8 @@ from accounts.models import Role
 from accounts.permissions import can, role_required
 from accounts.services import has_role
 from datasets import dvc, services
-from datasets.dependants import dependants_of
-from datasets.lineage_hooks import downstream_of
+from datasets.dependants import dependants_of, hidden_summary
+from datasets.lineage_hooks import Downstream, downstream_by_provider
 from datasets.models import Dataset, DatasetVersion
 from datasets.profile_views import profile_context
 from datasets.queries import dataset_list, version_list
@@ -54,6 +54,22 @@ def _version(name: str, number: int) -> DatasetVersion:
     )
 
 
+def _downstream_context(version: DatasetVersion, user: object) -> dict[str, object]:
+    """One "Downstream" list: what the user may see (with where it lives and its status), the rest counted.
+
+    Downstream providers give the visible items with their context; dependants that no downstream
+    provider describes (an app that only registered a dependants provider) are shown as they are.
+    """
+    by_provider = downstream_by_provider(version, user)
+    rows = [item for items in by_provider.values() for item in items]
+    described = {item.url for item in rows if item.url}
+    dependants = dependants_of(version, user, downstream=by_provider)
+    for d in dependants:
+        if not d.hidden and (not d.url or d.url not in described):
+            rows.append(Downstream(d.kind, d.label, d.url))
+    return {"downstream": rows, "hidden_downstream": hidden_summary(dependants), "in_use": bool(dependants)}
+
+
 def version(request: HttpRequest, name: str, number: int) -> HttpResponse:
     found = _version(name, number)
     return render(
@@ -62,8 +78,7 @@ def version(request: HttpRequest, name: str, number: int) -> HttpResponse:
         {
             "version": found,
             "dataset": found.dataset,
-            "dependants": dependants_of(found),
-            "downstream": downstream_of(found, request.user),
+            **_downstream_context(found, request.user),
             "can_delete": can(request.user, "delete", found),
             "site_url": settings.SITE_URL,
             **profile_context(request, found),

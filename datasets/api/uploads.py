@@ -2,7 +2,7 @@
 
 Raw bodies (the recommended way, and what the web page sends) are read from the request in 1 MiB
 pieces straight into blob staging. Multipart bodies go through an upload handler that writes the
-file part to a temp file in the blob store, refusing it once it passes the cap; nothing is ever
+file part to a temp file in the upload spool, refusing it once it passes the cap; nothing is ever
 held whole in memory.
 """
 
@@ -20,7 +20,7 @@ from django.http import HttpRequest
 from rest_framework import exceptions, status
 from rest_framework.parsers import BaseParser
 
-from datasets.storage import CHUNK_BYTES, TEMP_PREFIX, LocalBlobStorage
+from datasets.storage import CHUNK_BYTES, TEMP_PREFIX, spool_dir
 
 
 class UploadTooLargeError(exceptions.APIException):
@@ -104,13 +104,13 @@ class CappedUploadedFile(UploadedFile):
 
 
 class CappedUploadHandler(FileUploadHandler):
-    """Multipart file parts go to a temp file in the blob store; over the cap, the upload is refused."""
+    """Multipart file parts go to a temp file in the upload spool; over the cap, the upload is refused."""
 
     def new_file(self, *args: Any, **kwargs: Any) -> None:
         super().new_file(*args, **kwargs)
-        storage = LocalBlobStorage()
-        storage.temp_dir.mkdir(parents=True, exist_ok=True)
-        self.file = tempfile.NamedTemporaryFile(prefix=TEMP_PREFIX, suffix=".multipart", dir=storage.temp_dir)  # noqa: SIM115
+        temp_dir = spool_dir()
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        self.file = tempfile.NamedTemporaryFile(prefix=TEMP_PREFIX, suffix=".multipart", dir=temp_dir)  # noqa: SIM115
         self.received = 0
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:

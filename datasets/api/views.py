@@ -197,7 +197,11 @@ class VersionDetailView(APIView):
             services.delete_version(version, actor=request.user)
         except services.DatasetInUse as exc:
             return Response(
-                error_body("in_use", str(exc), details={"dependants": [d.as_dict() for d in exc.dependants]}),
+                error_body(
+                    "in_use",
+                    str(exc),
+                    details={"dependants": [d.as_dict() for d in exc.dependants], "hidden_dependants": exc.hidden},
+                ),
                 status=status.HTTP_409_CONFLICT,
             )
         return Response(status=status.HTTP_204_NO_CONTENT)

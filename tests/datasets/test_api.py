@@ -18,7 +18,7 @@ from tests.conftest import bearer
 from tests.datasets.conftest import stored_files
 from tests.datasets.factories import IRIS, csv_rows, push
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("blob_backend")]
 
 VERSIONS = "/api/v1/datasets/iris/versions/"
 

@@ -14,7 +14,7 @@ from datasets.services import delete_version
 from tests.datasets.conftest import stored_files
 from tests.datasets.factories import IRIS
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("blob_backend")]
 
 
 def run(*args: str) -> str:

@@ -16,7 +16,7 @@ from jobs import services as job_services
 from jobs.models import Job, JobStatus
 from tests.datasets.factories import csv_rows, push
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("blob_backend")]
 
 
 @pytest.fixture

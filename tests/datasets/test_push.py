@@ -25,7 +25,7 @@ from datasets.storage import IncompleteUpload, LocalBlobStorage, UploadTooLarge
 from tests.datasets.conftest import chunks_of, stored_files
 from tests.datasets.factories import IRIS, csv_rows, push
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("blob_backend")]
 
 
 def nothing_was_kept(store: Path) -> bool:
@@ -151,6 +151,7 @@ def age(path: Path, seconds: float = 7200) -> None:
     os.utime(path, (then, then))
 
 
+@pytest.mark.parametrize("blob_backend", ["local"], indirect=True)  # S3's version: test_storage_s3.py
 def test_garbage_collection_dry_run_lists_and_the_real_run_deletes(editor: Any, store: Path) -> None:
     kept = push(author=editor)
     dropped = push(data=csv_rows(3), author=editor)

@@ -5,17 +5,20 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from datasets.storage import IncompleteUpload, LocalBlobStorage, UploadTooLarge
+from datasets.storage import IncompleteUpload, UploadTooLarge, get_storage
 from tests.datasets.conftest import chunks_of, stored_files
 
 DATA = b"a,b\n1,2\n" * 50_000
 
+pytestmark = pytest.mark.usefixtures("blob_backend")
+
 
 def test_it_stores_bytes_under_their_sha256_with_both_digests(store: Path) -> None:
-    storage = LocalBlobStorage()
+    storage = get_storage()
     staged = storage.put_stream(chunks_of(DATA), max_bytes=10**9)
     sha = hashlib.sha256(DATA).hexdigest()
     assert (staged.sha256, staged.md5, staged.size) == (sha, hashlib.md5(DATA).hexdigest(), len(DATA))  # noqa: S324
@@ -26,7 +29,7 @@ def test_it_stores_bytes_under_their_sha256_with_both_digests(store: Path) -> No
 
 
 def test_storing_the_same_bytes_twice_keeps_one_file(store: Path) -> None:
-    storage = LocalBlobStorage()
+    storage = get_storage()
     storage.put_stream(chunks_of(DATA), max_bytes=10**9)
     storage.put_stream(chunks_of(DATA, 7_777), max_bytes=10**9)
     assert len(stored_files(store)) == 1
@@ -41,7 +44,7 @@ def test_it_aborts_at_the_cap_while_streaming_and_keeps_nothing(store: Path) -> 
             yield b"x" * 1024
 
     with pytest.raises(UploadTooLarge, match="10,000 bytes"):
-        LocalBlobStorage().put_stream(endless(), max_bytes=10_000)
+        get_storage().put_stream(endless(), max_bytes=10_000)
     assert len(received) == 10  # it stopped reading at the cap
     assert stored_files(store) == []
 
@@ -52,18 +55,18 @@ def test_a_source_that_fails_midway_leaves_nothing(store: Path) -> None:
         raise ConnectionResetError("client went away")
 
     with pytest.raises(IncompleteUpload, match="interrupted after 4 bytes"):
-        LocalBlobStorage().stage(broken(), max_bytes=10**6)
+        get_storage().stage(broken(), max_bytes=10**6)
     assert stored_files(store) == []
 
 
 def test_fewer_bytes_than_announced_is_an_incomplete_upload(store: Path) -> None:
     with pytest.raises(IncompleteUpload, match="ended after 8 of the 100 bytes"):
-        LocalBlobStorage().stage(chunks_of(b"a,b\n1,2\n"), max_bytes=10**6, expected_size=100)
+        get_storage().stage(chunks_of(b"a,b\n1,2\n"), max_bytes=10**6, expected_size=100)
     assert stored_files(store) == []
 
 
-def test_delete_removes_the_blob_and_its_empty_directory(store: Path) -> None:
-    storage = LocalBlobStorage()
+def test_delete_removes_the_blob_and_its_empty_directory(store: Path) -> None:  # (S3 has no directories)
+    storage = get_storage()
     staged = storage.put_stream(chunks_of(DATA), max_bytes=10**9)
     storage.delete(staged.sha256)
     storage.delete(staged.sha256)  # deleting twice is harmless
@@ -73,7 +76,7 @@ def test_delete_removes_the_blob_and_its_empty_directory(store: Path) -> None:
 
 
 def test_only_temp_files_untouched_for_long_count_as_stale(store: Path) -> None:
-    storage = LocalBlobStorage()
+    storage: Any = get_storage()
     storage.temp_dir.mkdir(parents=True)
     old, fresh = storage.temp_dir / "upload-old.part", storage.temp_dir / "upload-new.part"
     old.write_bytes(b"x")
@@ -85,4 +88,4 @@ def test_only_temp_files_untouched_for_long_count_as_stale(store: Path) -> None:
 
 def test_keys_must_be_sha256_digests() -> None:
     with pytest.raises(ValueError, match="not a SHA-256"):
-        LocalBlobStorage().key_for("../../etc/passwd")
+        get_storage().key_for("../../etc/passwd")

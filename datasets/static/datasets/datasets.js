@@ -33,6 +33,7 @@
       chosen = file;
       error.hidden = true;
       label.textContent = file.name + " (" + human(file.size) + ")";
+      label.classList.add("chosen");
     }
     function progress(pct, text) {
       bar.style.width = pct + "%";
