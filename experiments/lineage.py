@@ -83,13 +83,20 @@ def _label(run: Run) -> str:
     return run.name or run.run_uuid[:12]
 
 
-def run_dependants(version: DatasetVersion) -> list[Dependant]:
-    """The dependants provider: a version that runs used cannot be deleted (their lineage would break)."""
+def run_dependants(version: DatasetVersion, *, user: Any = None) -> list[Dependant]:
+    """The dependants provider: a version that runs used cannot be deleted (their lineage would break).
+    Runs in experiments `user` cannot read are marked hidden: counted, never named."""
+    readable = None
+    if user is not None:
+        readable = set(permissions.visible_experiments(user).values_list("pk", flat=True))
     found = []
     for run in runs_using(version):
         deleted = run.lifecycle_stage != LifecycleStage.ACTIVE
         where = f"{run.experiment.name}, deleted" if deleted else run.experiment.name
-        found.append(Dependant("run", f"{_label(run)} ({where})", reverse("experiments:run", args=[run.pk])))
+        hidden = readable is not None and run.experiment_id not in readable
+        found.append(
+            Dependant("run", f"{_label(run)} ({where})", reverse("experiments:run", args=[run.pk]), hidden=hidden)
+        )
     return found
 
 
