@@ -334,7 +334,7 @@ def like_regex(pattern: str) -> str:
     return "^" + "".join(parts) + "$"
 
 
-def _string_q(field: str, op: str, value: Any) -> Q:
+def string_q(field: str, op: str, value: Any) -> Q:
     present = Q(**{f"{field}__isnull": False})
     if op == "=":
         return Q(**{field: value})
@@ -349,7 +349,7 @@ def _string_q(field: str, op: str, value: Any) -> Q:
     return present & ~Q(**{f"{field}__in": value})  # NOT IN
 
 
-def _numeric_q(field: str, op: str, value: float) -> Q:
+def numeric_q(field: str, op: str, value: float) -> Q:
     if not math.isfinite(value) or not -(2**63) <= value < 2**63:
         raise invalid(f"Invalid value {value!r} for {field}: expected a timestamp in milliseconds")
     number = int(value)
@@ -375,11 +375,11 @@ def comparison_q(comparison: Comparison) -> Q:
         return Q(pk__in=[])  # the portal records no metrics on logged models, so none has this one
     if c.entity in ("param", "tag"):
         rows = LoggedModelParam.objects if c.entity == "param" else LoggedModelTag.objects
-        return Q(pk__in=rows.filter(_string_q("value", c.op, c.value), key=c.key).values("model_id"))
+        return Q(pk__in=rows.filter(string_q("value", c.op, c.value), key=c.key).values("model_id"))
     if c.key in _NUMERIC_ATTRIBUTES:
-        return _numeric_q(_NUMERIC_ATTRIBUTES[c.key], c.op, c.value)
+        return numeric_q(_NUMERIC_ATTRIBUTES[c.key], c.op, c.value)
     value = _status_value(c.value) if c.key == "status" and c.op in ("=", "!=", "IN", "NOT IN") else c.value
-    return _string_q(c.key, c.op, value)
+    return string_q(c.key, c.op, value)
 
 
 def _order_by(order_by: list[Any]) -> list[OrderBy]:

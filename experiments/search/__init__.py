@@ -36,8 +36,8 @@ from experiments.search.grammar import (
     Comparison,
     Node,
     SearchError,
-    _parse,
     parse_filter,
+    parse_with_schema,
 )
 from experiments.search.paging import Ordering, _page, experiment_ordering, run_ordering
 
@@ -142,7 +142,7 @@ def search_experiments(
 ) -> tuple[list[Experiment], str | None]:
     """One page of the experiments `user` may read, with tags prefetched, and the next page's token."""
     stages = lifecycle_stages(view_type)
-    node = _parse(filter_string, EXPERIMENTS)
+    node = parse_with_schema(filter_string, EXPERIMENTS)
     ordering = experiment_ordering(order_by)
     qs = visible_experiments(user, Experiment.objects.filter(lifecycle_stage__in=stages))
     if node is not None:

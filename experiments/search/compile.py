@@ -80,7 +80,7 @@ class _ILike(_Like):
 _NUMERIC_LOOKUPS = {"=": "exact", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
 
 
-def _string_q(column: str, op: str, value: Any) -> Q:
+def string_q(column: str, op: str, value: Any) -> Q:
     if op == "=":
         return Q(**{column: value})
     if op == "!=":
@@ -94,7 +94,7 @@ def _string_q(column: str, op: str, value: Any) -> Q:
     return ~Q(**{f"{column}__in": value})  # NOT IN
 
 
-def _numeric_q(column: str, op: str, value: Any, *, nullable: bool = False) -> Q:
+def numeric_q(column: str, op: str, value: Any, *, nullable: bool = False) -> Q:
     if op == "IS NULL":
         return Q(**{f"{column}__isnull": True})
     if op == "IS NOT NULL":
@@ -126,10 +126,10 @@ def _run_q(node: Node, joined: tuple[str, str] | None = None) -> Q:
     if node.entity == "attribute":
         field = RUNS.attributes[node.key]
         if field.kind == "number":
-            return _numeric_q(field.column, op, value, nullable=field.nullable)
-        return _string_q(field.column, op, value)
+            return numeric_q(field.column, op, value, nullable=field.nullable)
+        return string_q(field.column, op, value)
     if node.entity == "dataset":
-        return Q(Exists(RunInput.objects.filter(_string_q(node.key, op, value), run=OuterRef("pk"))))
+        return Q(Exists(RunInput.objects.filter(string_q(node.key, op, value), run=OuterRef("pk"))))
     model = {"metric": LatestMetric, "param": Param, "tag": RunTag}[node.entity]
     rows = _keyed(model, "run", node.key)
     if op == "IS NULL":
@@ -140,8 +140,8 @@ def _run_q(node: Node, joined: tuple[str, str] | None = None) -> Q:
         # NaN is stored as 0 with is_nan: it must not match `= 0`, and it does match `!= x`.
         if op == "!=":
             return Q(Exists(rows.filter(Q(is_nan=True) | ~Q(value=value))))
-        return Q(Exists(rows.filter(_numeric_q("value", op, value), is_nan=False)))
-    return Q(Exists(rows.filter(_string_q("value", op, value))))
+        return Q(Exists(rows.filter(numeric_q("value", op, value), is_nan=False)))
+    return Q(Exists(rows.filter(string_q("value", op, value))))
 
 
 def _joined_q(node: Node) -> Q:
@@ -156,8 +156,8 @@ def _joined_q(node: Node) -> Q:
     if node.entity == "metric":
         if op == "!=":
             return present & (Q(_order0_isnan=True) | ~Q(_order0_raw=value))
-        return present & Q(_order0_isnan=False) & _numeric_q("_order0_raw", op, value)
-    return present & _string_q("_order0_raw", op, value)
+        return present & Q(_order0_isnan=False) & numeric_q("_order0_raw", op, value)
+    return present & string_q("_order0_raw", op, value)
 
 
 def _experiment_q(node: Node) -> Q:
@@ -168,8 +168,8 @@ def _experiment_q(node: Node) -> Q:
         rows = _keyed(ExperimentTag, "experiment", node.key)
         if op in NULL_OPS:
             return Q(Exists(rows)) if op == "IS NOT NULL" else ~Q(Exists(rows))
-        return Q(Exists(rows.filter(_string_q("value", op, value))))
+        return Q(Exists(rows.filter(string_q("value", op, value))))
     field = EXPERIMENTS.attributes[node.key]
     if field.kind == "number":
-        return _numeric_q(field.column, op, value)
-    return _string_q(field.column, op, value)  # name, and experiment_id (=, !=, IN, NOT IN on ints)
+        return numeric_q(field.column, op, value)
+    return string_q(field.column, op, value)  # name, and experiment_id (=, !=, IN, NOT IN on ints)

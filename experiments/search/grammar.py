@@ -1,7 +1,7 @@
 """The filter grammar: limits, SearchError, the AST, the tokenizer, what can be searched, and the parser.
 
 `parse_filter` turns a runs filter into a `Comparison` / `BoolOp` tree, checked against the `RUNS`
-schema; `_parse` does the same for any `Schema` (the experiments search uses `EXPERIMENTS`).
+schema; `parse_with_schema` does the same for any `Schema` (the experiments search uses `EXPERIMENTS`).
 """
 
 from __future__ import annotations
@@ -431,7 +431,7 @@ def _coerce(ident: Token, entity: str, field: Field, value: Any) -> Any:
     return token.value
 
 
-def _parse(text: str | None, schema: Schema) -> Node | None:
+def parse_with_schema(text: str | None, schema: Schema) -> Node | None:
     text = text or ""
     try:
         return _Parser(text, schema).parse()
@@ -441,4 +441,4 @@ def _parse(text: str | None, schema: Schema) -> Node | None:
 
 def parse_filter(filter_string: str) -> Node | None:
     """The AST of a runs filter (None when it is empty), or SearchError saying what is wrong where."""
-    return _parse(filter_string, RUNS)
+    return parse_with_schema(filter_string, RUNS)
