@@ -33,6 +33,8 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api-v1"))),
     path("api/2.0/mlflow/", include(("experiments.mlflow_api.urls", "mlflow"))),
     path("ajax-api/2.0/mlflow/", include(("experiments.mlflow_api.urls", "mlflow-ajax"))),
+    path("api/2.0/mlflow/", include(("registry.mlflow_api.urls", "mlflow-registry"))),
+    path("ajax-api/2.0/mlflow/", include(("registry.mlflow_api.urls", "mlflow-registry-ajax"))),
     path("api/2.0/mlflow-artifacts/", include(("experiments.mlflow_api.artifacts", "mlflow-artifacts"))),
     path("ajax-api/2.0/mlflow-artifacts/", include(("experiments.mlflow_api.artifacts", "mlflow-artifacts-ajax"))),
     path("api/3.0/mlflow/server-info", server_info, name="mlflow-server-info"),
