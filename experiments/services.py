@@ -393,8 +393,10 @@ def _store_params(
                 "WITH new AS (SELECT * FROM unnest(%s::varchar[], %s::text[]) AS u(k, v)),"  # noqa: S608
                 f" ins AS (INSERT INTO {table} ({owner_column}, key, value) SELECT %s, k, v FROM new"
                 f" ON CONFLICT DO NOTHING RETURNING key){remember}"
-                f" SELECT new.k, old.value, new.k IN (SELECT key FROM ins) FROM new"
-                f" LEFT JOIN {table} old ON old.{owner_column} = %s AND old.key = new.k",
+                # A subquery per key, so each is one probe of the (owner, key) index: a join would
+                # read every param of the owner and filter them.
+                f" SELECT new.k, (SELECT old.value FROM {table} old WHERE old.{owner_column} = %s AND old.key = new.k),"
+                " new.k IN (SELECT key FROM ins) FROM new",
                 [
                     keys,
                     list(clean.values()),
