@@ -6,3 +6,8 @@ class RegistryConfig(AppConfig):
 
     name = "registry"
     verbose_name = "Model registry"
+
+    def ready(self) -> None:
+        from registry import lineage
+
+        lineage.register()
