@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -117,8 +118,8 @@ class VersionListView(generics.GenericAPIView):
             filename = request.query_params.get("filename") or request.headers.get("X-Filename", "")
             message = request.query_params.get("message", "")
             chunks, expected = raw_body_chunks(django_request)
-        try:
-            version, created = services.push_version(
+        return _push_response(
+            lambda: services.push_version(
                 name,
                 chunks,
                 filename=filename,
@@ -126,18 +127,27 @@ class VersionListView(generics.GenericAPIView):
                 author=request.user,
                 expected_size=expected,
                 format=format_hint,
-            )
-        except UploadTooLarge as exc:
-            raise UploadTooLargeError.for_limit(exc.limit) from None
-        except IncompleteUpload as exc:
-            return Response(error_body("incomplete_upload", str(exc), "file"), status=status.HTTP_400_BAD_REQUEST)
-        except DatasetInputError as exc:
-            return Response(
-                error_body("invalid_dataset", exc.message, "file", details=exc.details),
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        body = PushResultSerializer(version, context={"created": created}).data
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+            ),
+            field="file",
+        )
+
+
+def _push_response(push: Callable[[], tuple[Any, bool]], *, field: str) -> Response:
+    """Run a push (an upload, or a DVC object made a version) and answer as the versions endpoint
+    does: 201 for a new version, 200 with `"created": false` for content the dataset holds, and
+    the push's refusals as errors naming `field`."""
+    try:
+        version, created = push()
+    except UploadTooLarge as exc:
+        raise UploadTooLargeError.for_limit(exc.limit) from None
+    except IncompleteUpload as exc:
+        return Response(error_body("incomplete_upload", str(exc), field), status=status.HTTP_400_BAD_REQUEST)
+    except DatasetInputError as exc:
+        return Response(
+            error_body("invalid_dataset", exc.message, field, details=exc.details), status=status.HTTP_400_BAD_REQUEST
+        )
+    body = PushResultSerializer(version, context={"created": created}).data
+    return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class VersionFromDvcView(APIView):
@@ -153,14 +163,17 @@ class VersionFromDvcView(APIView):
         params.is_valid(raise_exception=True)
         data = params.validated_data
         try:
-            version, created = dvc.version_from_dvc(
-                name,
-                data["md5"],
-                remote=data.get("remote") or None,
-                filename=data.get("filename") or "",
-                message=data.get("message", ""),
-                author=request.user,
-                format=data.get("format"),
+            return _push_response(
+                lambda: dvc.version_from_dvc(
+                    name,
+                    data["md5"],
+                    remote=data.get("remote") or None,
+                    filename=data.get("filename") or "",
+                    message=data.get("message", ""),
+                    author=request.user,
+                    format=data.get("format"),
+                ),
+                field="md5",
             )
         except services.InvalidDatasetName as exc:
             return Response(error_body("invalid", str(exc), "name"), status=status.HTTP_400_BAD_REQUEST)
@@ -168,15 +181,6 @@ class VersionFromDvcView(APIView):
             return Response(error_body("invalid", str(exc), "md5"), status=status.HTTP_400_BAD_REQUEST)
         except dvc.DvcObjectNotFound as exc:
             return Response(error_body("not_found", str(exc), "md5"), status=status.HTTP_404_NOT_FOUND)
-        except UploadTooLarge as exc:
-            raise UploadTooLargeError.for_limit(exc.limit) from None
-        except DatasetInputError as exc:
-            return Response(
-                error_body("invalid_dataset", exc.message, "md5", details=exc.details),
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        body = PushResultSerializer(version, context={"created": created}).data
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class VersionDetailView(APIView):
