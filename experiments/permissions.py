@@ -39,19 +39,27 @@ def levels_for(user: Any, experiments: list[Experiment]) -> dict[int, int]:
     return {e.pk: _level(user, role, e, grants.get(e.pk)) for e in experiments}
 
 
-def _level(user: Any, role: str, experiment: Experiment, grant: str | None) -> int:
+def object_level(user: Any, role: str, owner_id: Any, grant: str | None, *, at_least: str | None = None) -> int:
+    """The rank `user` (of `role`) holds on one object that has an owner and per-user grants
+    (experiments, registered models): MANAGE for admins and the owner, else the grant or the
+    configured default (raised to `at_least` when there is no grant); a viewer reads at most."""
     if role == Role.ADMIN:
         return PERMISSION_RANK[Permission.MANAGE]
-    if experiment.owner_id is not None and experiment.owner_id == user.pk:
+    if owner_id is not None and owner_id == user.pk:
         level = PERMISSION_RANK[Permission.MANAGE]
     else:
         level = PERMISSION_RANK[grant or default_level()]
-        if experiment.pk == 0 and grant is None:
-            # "Default" is the shared sandbox every MLflow script logs to unless told otherwise.
-            level = max(level, PERMISSION_RANK[Permission.EDIT])
+        if at_least is not None and grant is None:
+            level = max(level, PERMISSION_RANK[at_least])
     if role == Role.VIEWER:
         level = min(level, PERMISSION_RANK[Permission.READ])
     return level
+
+
+def _level(user: Any, role: str, experiment: Experiment, grant: str | None) -> int:
+    # "Default" is the shared sandbox every MLflow script logs to unless told otherwise.
+    sandbox = Permission.EDIT if experiment.pk == 0 else None
+    return object_level(user, role, experiment.owner_id, grant, at_least=sandbox)
 
 
 def level_with_grant(user: Any, experiment: Experiment, grant: str | None) -> int:

@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 from accounts.models import Role
 from accounts.services import has_role, role_of
 from experiments.models import PERMISSION_RANK, Permission
-from experiments.permissions import default_level
+from experiments.permissions import default_level, object_level
 from registry.models import RegisteredModel, RegisteredModelPermission
 
 
@@ -31,16 +31,7 @@ def levels_for(user: Any, models: list[RegisteredModel]) -> dict[int, int]:
         grants = dict(
             RegisteredModelPermission.objects.filter(user=user, model_id__in=not_owned).values_list("model_id", "level")
         )
-    out = {}
-    for model in models:
-        if model.owner_id is not None and model.owner_id == user.pk:
-            level = PERMISSION_RANK[Permission.MANAGE]
-        else:
-            level = PERMISSION_RANK[grants.get(model.pk) or default_level()]
-        if role == Role.VIEWER:
-            level = min(level, PERMISSION_RANK[Permission.READ])
-        out[model.pk] = level
-    return out
+    return {m.pk: object_level(user, role, m.owner_id, grants.get(m.pk)) for m in models}
 
 
 def level_for(user: Any, model: RegisteredModel) -> int:
