@@ -5,3 +5,8 @@ class DeploymentsConfig(AppConfig):
     """Deployments, rollouts (gates, canary, rollback) and the model server."""
 
     name = "deployments"
+
+    def ready(self) -> None:
+        from deployments import lineage
+
+        lineage.register()

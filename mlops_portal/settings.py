@@ -242,6 +242,15 @@ if DATASET_S3_ADDRESSING_STYLE not in {"auto", "path", "virtual"}:
 # S3 takes parts of 5 MiB to 5 GiB (the last may be smaller), at most 10,000 of them.
 DATASET_S3_PART_BYTES = env_int("DATASET_S3_PART_BYTES", 8 * 1024**2, minimum=5 * 1024**2, maximum=5 * 1024**3)
 
+# The model server (deployments/server/, `manage.py serve_models`).
+MODEL_SERVER_PORT = env_int("MODEL_SERVER_PORT", 8001, minimum=1, maximum=65535)
+# Largest prediction request body; bigger ones get 413.
+MODEL_SERVER_MAX_BODY_BYTES = env_int("MODEL_SERVER_MAX_BODY_BYTES", 10 * 1024**2, minimum=1024)
+# How often the server looks for changed active revisions.
+MODEL_SERVER_POLL_SECONDS = env_float("MODEL_SERVER_POLL_SECONDS", 5.0, minimum=0.1)
+# Model flavours the server may unpickle (e.g. `sklearn`); Keras/TensorFlow models never need it.
+MODEL_SERVER_ALLOWED_PICKLE_FLAVORS = [f.lower() for f in env_list("MODEL_SERVER_ALLOWED_PICKLE_FLAVORS", [])]
+
 # Security: HTTPS is assumed unless DEBUG is on or HTTPS=false (the laptop launcher sets that).
 HTTPS = env_bool("HTTPS", not DEBUG)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
@@ -279,7 +288,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "MLOps Portal API",
     "DESCRIPTION": "REST API of the MLOps Portal. Authenticate with `Authorization: Bearer <token>` or HTTP Basic.",
-    "VERSION": "1.1.0",
+    "VERSION": "1.2.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["accounts.permissions.RolePermission"],

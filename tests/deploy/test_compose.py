@@ -278,3 +278,14 @@ def test_the_entry_point_exists_clears_stale_metrics_and_runs_the_command(tmp_pa
 
     assert start() == "started"
     assert sorted(p.name for p in multiproc.iterdir()) == ["keep.txt"]
+
+
+def test_the_model_server_runs_the_serve_models_command_on_the_shared_volume() -> None:
+    service = SERVICES["modelserver"]
+    args = command_of(service)
+    assert args[:3] == ["python", "manage.py", "serve_models"]
+    assert "serve_models" in get_commands()
+    assert option(args, "--port") == "8001"
+    assert service["build"] == "."
+    mount, relative = mount_of(service, dockerfile_env()["PORTAL_VAR_DIR"])
+    assert (mount.source, relative) == ("portal-data", "")

@@ -76,9 +76,11 @@ def test_prometheus_reads_the_config_file_from_the_repository() -> None:
     assert "--config.file=/etc/prometheus/prometheus.yml" in SERVICES["prometheus"]["command"]
 
 
-def test_the_prometheus_config_keeps_a_placeholder_for_the_model_server() -> None:
-    assert "modelserver:8001" in PROMETHEUS_CONFIG.read_text()
-    assert all("modelserver" not in str(job) for job in prometheus_config()["scrape_configs"]), "still commented"
+def test_prometheus_scrapes_the_model_server_service() -> None:
+    jobs = {job["job_name"]: job for job in prometheus_config()["scrape_configs"]}
+    assert jobs["modelserver"]["static_configs"][0]["targets"] == ["modelserver:8001"]
+    assert jobs["modelserver"]["metrics_path"] == "/metrics"
+    assert "modelserver" in SERVICES
 
 
 def test_promtool_accepts_the_prometheus_config(tmp_path: Path) -> None:

@@ -76,3 +76,16 @@ def test_a_model_the_viewer_cannot_read_is_counted_not_named(
     other = make_user(type(editor), "olga", "editor")
     html = Client(**bearer(other)).get("/datasets/iris/versions/1/").content.decode()
     assert "secret-model" not in html
+
+
+def test_the_version_page_lists_deployments_serving_a_model_trained_on_it(
+    editor: Any, editor_client: Client, version: DatasetVersion, run: Run
+) -> None:
+    from deployments import services as deployments
+
+    model_version = register(editor, run)
+    deployment = deployments.create_deployment("iris-api", model_version.model, 1, owner=editor)
+    deployments.deploy(deployment, model_version, actor=editor)
+    html = editor_client.get("/datasets/iris/versions/1/").content.decode()
+    table = html[html.index('id="downstream-table"') :]
+    assert "iris-api" in table and "staging, 100% of traffic" in table

@@ -1,0 +1,107 @@
+"""REST API of deployments: list, create, deploy a version, roll back, revisions and events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from deployments import services
+from deployments.api.serializers import (
+    DeploymentCreateSerializer,
+    DeploymentSerializer,
+    DeploySerializer,
+    EventSerializer,
+    RevisionSerializer,
+    RollbackSerializer,
+)
+from deployments.models import NAME_PATTERN, Deployment, DeploymentRevision
+from registry.permissions import visible_models
+
+
+def _validation_error(error: services.DeploymentError) -> exceptions.ValidationError:
+    return exceptions.ValidationError({error.field or "non_field_errors": [str(error)]})
+
+
+class DeploymentViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    """Deployments of registered models. Viewers read; editors create, deploy and roll back.
+
+    A deployment is visible to whoever may read its registered model."""
+
+    queryset = Deployment.objects.none()
+    serializer_class = DeploymentSerializer
+    lookup_field = "name"
+    lookup_value_regex = NAME_PATTERN
+    ordering_fields = ["name", "created"]
+
+    def get_queryset(self) -> QuerySet[Deployment]:
+        return (
+            Deployment.objects.filter(registered_model__in=visible_models(self.request.user))
+            .select_related("registered_model", "owner")
+            .prefetch_related(Prefetch("revisions", DeploymentRevision.objects.select_related("model_version")))
+            .order_by("name")
+        )
+
+    @extend_schema(request=DeploymentCreateSerializer, responses={201: DeploymentSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = DeploymentCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        model = visible_models(request.user).filter(name=values.pop("registered_model")).first()
+        if model is None:
+            raise exceptions.ValidationError({"registered_model": ["no such registered model"]})
+        try:
+            deployment = services.create_deployment(
+                values.pop("name"), model, values.pop("selector"), owner=request.user, **values
+            )
+        except services.DeploymentError as error:
+            raise _validation_error(error) from None
+        return Response(DeploymentSerializer(self.get_queryset().get(pk=deployment.pk)).data, status=201)
+
+    @extend_schema(request=DeploySerializer, responses={201: RevisionSerializer})
+    @action(detail=True, methods=["post"])
+    def deploy(self, request: Request, name: str) -> Response:
+        deployment = self.get_object()
+        data = DeploySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        target = data.validated_data.get("version") or data.validated_data.get("alias")
+        try:
+            revision = services.deploy(deployment, target, actor=request.user)
+        except services.DeploymentError as error:
+            raise _validation_error(error) from None
+        return Response(RevisionSerializer(revision).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=RollbackSerializer, responses={200: RevisionSerializer})
+    @action(detail=True, methods=["post"])
+    def rollback(self, request: Request, name: str) -> Response:
+        deployment = self.get_object()
+        data = RollbackSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        revision = deployment.revisions.select_related("model_version").filter(pk=data.validated_data["revision"])
+        if not revision:
+            raise exceptions.ValidationError({"revision": ["no such revision of this deployment"]})
+        try:
+            revision_ = services.rollback(deployment, revision[0], actor=request.user)
+        except services.DeploymentError as error:
+            raise _validation_error(error) from None
+        return Response(RevisionSerializer(revision_).data)
+
+    @extend_schema(responses={200: RevisionSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def revisions(self, request: Request, name: str) -> Response:
+        rows = self.get_object().revisions.select_related("model_version").order_by("-created", "-id")
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(RevisionSerializer(page, many=True).data)
+
+    @extend_schema(responses={200: EventSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def events(self, request: Request, name: str) -> Response:
+        page = self.paginate_queryset(self.get_object().events.order_by("-time", "-id"))
+        return self.get_paginated_response(EventSerializer(page, many=True).data)

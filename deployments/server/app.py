@@ -1,0 +1,300 @@
+"""The model server's WSGI application: routing, protocols, metrics and hot swaps.
+
+`ModelServer.refresh()` reads the active revisions from the database, loads any model version it has
+not loaded yet (outside the lock, while the old one keeps serving), then swaps in the new table with
+one reference assignment, so no request is dropped or sees a half-built table. A poller thread calls
+it every MODEL_SERVER_POLL_SECONDS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from deployments.models import DeploymentRevision, RevisionState
+from deployments.server import inputs, loader
+
+logger = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+TF_PREDICT = re.compile(r"^/v1/models/(?P<name>[^/:]+):predict$")
+TF_STATUS = re.compile(r"^/v1/models/(?P<name>[^/:]+)$")
+MLFLOW_NAMED = re.compile(r"^/v1/models/(?P<name>[^/:]+)/invocations$")
+DEPLOYMENT_HEADER = "HTTP_X_DEPLOYMENT"
+ROUTING_KEY_HEADER = "HTTP_X_ROUTING_KEY"
+
+
+@dataclass(frozen=True)
+class Served:
+    """One active revision, loaded (or failed to load) and ready to answer."""
+
+    deployment: str
+    revision_id: int
+    model_version_id: int
+    version: int
+    weight: int
+    model: loader.LoadedModel | None
+    error: str = ""
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, code: str = "INVALID_PARAMETER_VALUE") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+            500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
+
+
+class ModelServer:
+    """Serves every active deployment; a WSGI callable."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time spent answering model server requests.",
+            ["deployment", "model_version", "route", "status"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "model_predictions", "Rows predicted.", ["deployment", "model_version"], registry=self.registry
+        )
+        self.errors = Counter(
+            "model_prediction_errors",
+            "Prediction requests that failed, by reason.",
+            ["deployment", "model_version", "reason"],
+            registry=self.registry,
+        )
+        self.table: dict[str, list[Served]] = {}
+        self.cache: dict[int, Served] = {}
+        self.refreshed = False
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+
+    # Loading ---------------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Load what became active, then swap the table; models no longer active are dropped."""
+        with self._refresh_lock:
+            rows = list(
+                DeploymentRevision.objects.filter(state=RevisionState.ACTIVE)
+                .select_related("deployment", "model_version")
+                .order_by("deployment__name", "-traffic_weight", "-id")
+            )
+            table: dict[str, list[Served]] = {}
+            cache: dict[int, Served] = {}
+            for row in rows:
+                key = row.model_version_id
+                loaded = self.cache.get(key) or cache.get(key) or self._load(row)
+                cache[key] = loaded
+                served = Served(
+                    row.deployment.name, row.pk, key, row.model_version.version, row.traffic_weight,
+                    loaded.model, loaded.error,
+                )  # fmt: skip
+                table.setdefault(served.deployment, []).append(served)
+            self.table, self.cache = table, cache  # the swap: requests read one reference or the other
+            self.refreshed = True
+
+    def _load(self, row: DeploymentRevision) -> Served:
+        version = row.model_version
+        started = time.monotonic()
+        try:
+            model = loader.load(version.storage_location)
+        except Exception as exc:  # one broken model must not take the others down
+            logger.warning("deployment %s: cannot load version %s: %s", row.deployment.name, version.version, exc)
+            return Served(row.deployment.name, row.pk, version.pk, version.version, row.traffic_weight, None, str(exc))
+        logger.info(
+            "deployment %s: loaded version %s (%s) in %.2fs",
+            row.deployment.name, version.version, model.flavor, time.monotonic() - started,
+        )  # fmt: skip
+        return Served(row.deployment.name, row.pk, version.pk, version.version, row.traffic_weight, model)
+
+    def start_polling(self) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.refresh()
+                except Exception:
+                    logger.exception("model server: refreshing the deployments failed")
+                finally:
+                    # A long-lived thread: drop a connection the database closed (or that is too old).
+                    close_old_connections()
+                self._stop.wait(settings.MODEL_SERVER_POLL_SECONDS)
+
+        threading.Thread(target=loop, name="deployment-poller", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def ready(self) -> bool:
+        return self.refreshed and all(s.model is not None for group in self.table.values() for s in group)
+
+    def pick(self, name: str, routing_key: str | None) -> Served | None:
+        """The revision to answer with: by traffic weight, sticky when the client sends a routing key."""
+        group = [s for s in self.table.get(name, []) if s.model is not None]
+        if not group:
+            return None
+        total = sum(s.weight for s in group)
+        if len(group) == 1 or total <= 0:
+            return group[0]
+        point = (zlib.crc32(routing_key.encode()) % total) if routing_key else random.randrange(total)  # noqa: S311
+        for served in group:
+            point -= served.weight
+            if point < 0:
+                return served
+        return group[-1]
+
+    # WSGI ------------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        request_id = environ.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex
+        labels = {"deployment": "", "model_version": "", "route": "other"}
+        try:
+            status, body, content_type = self.dispatch(environ, labels)
+        except Exception:
+            logger.exception("model server: unexpected error (request %s)", request_id)
+            status, body, content_type = 500, {"error": "internal error"}, "application/json"
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        start_response(
+            f"{status} {_REASONS.get(status, '')}",
+            [("Content-Type", content_type), ("Content-Length", str(len(payload))), ("X-Request-Id", request_id)],
+        )
+        if labels["route"] not in ("/metrics", "/health", "/ready"):
+            self.latency.labels(status=str(status), **labels).observe(time.perf_counter() - started)
+        return [payload]
+
+    def dispatch(self, environ: dict[str, Any], labels: dict[str, str]) -> tuple[int, Any, str]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path in ("/health", "/ready", "/metrics"):
+            labels["route"] = path
+            if path == "/health":
+                return 200, {"status": "ok"}, "application/json"
+            if path == "/ready":
+                return self.readiness()
+            return 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
+        for pattern, route, protocol in (
+            (TF_PREDICT, "/v1/models/{name}:predict", "tf"),
+            (MLFLOW_NAMED, "/v1/models/{name}/invocations", "mlflow"),
+        ):
+            match = pattern.match(path)
+            if match:
+                labels["route"] = route
+                return self.predict(environ, method, match["name"], protocol, labels)
+        if path == "/invocations":
+            labels["route"] = "/invocations"
+            return self.predict(environ, method, self._only_deployment(environ), "mlflow", labels)
+        match = TF_STATUS.match(path)
+        if match and method == "GET":
+            labels["route"] = "/v1/models/{name}"
+            return self.status(match["name"])
+        return 404, {"error": f"no such endpoint: {method} {path}"}, "application/json"
+
+    def _only_deployment(self, environ: dict[str, Any]) -> str:
+        query = dict(p.partition("=")[::2] for p in environ.get("QUERY_STRING", "").split("&") if p)
+        named = query.get("deployment") or environ.get(DEPLOYMENT_HEADER)
+        if named:
+            return named
+        names = list(self.table)
+        return names[0] if len(names) == 1 else ""
+
+    def readiness(self) -> tuple[int, Any, str]:
+        deployments = {
+            name: [{"version": s.version, "loaded": s.model is not None, "error": s.error} for s in group]
+            for name, group in self.table.items()
+        }
+        status = 200 if self.ready else 503
+        return status, {"ready": self.ready, "deployments": deployments}, "application/json"
+
+    def status(self, name: str) -> tuple[int, Any, str]:
+        group = self.table.get(name)
+        if not group:
+            return 404, {"error": f"Servable not found for request: Latest({name})"}, "application/json"
+        return (
+            200,
+            {
+                "model_version_status": [
+                    {
+                        "version": str(s.version),
+                        "state": "AVAILABLE" if s.model is not None else "END",
+                        "status": {"error_code": "OK" if s.model is not None else "UNKNOWN", "error_message": s.error},
+                    }
+                    for s in group
+                ]
+            },
+            "application/json",
+        )
+
+    def predict(
+        self, environ: dict[str, Any], method: str, name: str, protocol: str, labels: dict[str, str]
+    ) -> tuple[int, Any, str]:
+        def error(status: int, message: str, code: str = "INVALID_PARAMETER_VALUE") -> tuple[int, Any, str]:
+            if protocol == "tf":
+                return status, {"error": message}, "application/json"
+            return status, {"error_code": code, "message": message}, "application/json"
+
+        if method != "POST":
+            return error(405, f"{method} is not allowed here; POST a JSON body")
+        served = self.pick(name, environ.get(ROUTING_KEY_HEADER)) if name else None
+        if served is None:
+            if not name:
+                return error(400, "several deployments are served: name one with ?deployment= or X-Deployment")
+            message = f"No deployment named {name!r}"
+            if protocol == "tf":  # TF Serving's own wording, which its clients match on
+                message = f"Servable not found for request: Latest({name})"
+            return error(404, message, "RESOURCE_DOES_NOT_EXIST")
+        labels["deployment"], labels["model_version"] = served.deployment, str(served.version)
+        assert served.model is not None
+        try:
+            body = json.loads(self._read_body(environ))
+            features = (inputs.parse_tf_serving if protocol == "tf" else inputs.parse_mlflow)(served.model, body)
+        except HttpError as exc:
+            self.errors.labels(served.deployment, str(served.version), "too_large").inc()
+            return error(exc.status, str(exc), exc.code)
+        except (ValueError, inputs.InputError) as exc:  # JSONDecodeError is a ValueError
+            self.errors.labels(served.deployment, str(served.version), "bad_input").inc()
+            message = str(exc) if isinstance(exc, inputs.InputError) else f"the body is not valid JSON: {exc}"
+            return error(400, message)
+        try:
+            predictions = inputs.to_json(served.model.predict(features))
+        except Exception as exc:
+            self.errors.labels(served.deployment, str(served.version), "model_error").inc()
+            logger.warning("deployment %s v%s: prediction failed: %s", served.deployment, served.version, exc)
+            return error(400, f"the model could not predict on this input: {exc}")
+        rows = len(predictions) if isinstance(predictions, list) else 1
+        self.predictions.labels(served.deployment, str(served.version)).inc(rows)
+        return 200, {"predictions": predictions}, "application/json"
+
+    def _read_body(self, environ: dict[str, Any]) -> bytes:
+        limit = settings.MODEL_SERVER_MAX_BODY_BYTES
+        try:
+            declared = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            raise HttpError(413, f"the body is larger than {limit} bytes", "REQUEST_LIMIT_EXCEEDED")
+        stream = environ["wsgi.input"]
+        # Without a Content-Length (chunked), read one byte past the cap to tell "too large" apart.
+        data = stream.read(declared) if declared else stream.read(limit + 1)
+        if len(data) > limit:
+            raise HttpError(413, f"the body is larger than {limit} bytes", "REQUEST_LIMIT_EXCEEDED")
+        return data

@@ -1,0 +1,15 @@
+"""`gunicorn deployments.server.wsgi:app`: the model server, polling the database for active revisions."""
+
+from __future__ import annotations
+
+import os
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_portal.settings")
+django.setup()
+
+from deployments.server.app import ModelServer  # noqa: E402  (needs the apps loaded)
+
+app = ModelServer()
+app.start_polling()

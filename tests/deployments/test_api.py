@@ -1,0 +1,88 @@
+"""The deployments REST API: viewers read, editors create, deploy and roll back; anonymous gets 401."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.test import Client
+
+from deployments import services
+from registry.models import RegisteredModel
+from tests.conftest import bearer
+from tests.deployments.conftest import add_version
+
+API = "/api/v1/deployments/"
+
+
+def _create(client: Client, headers: dict[str, str] | None = None, **extra: Any) -> Any:
+    body = {"name": "churn", "registered_model": "churn", "selector": "1", **extra}
+    return client.post(API, body, content_type="application/json", **(headers or {}))
+
+
+def test_an_editor_creates_deploys_and_rolls_back(
+    editor_client: Client, registered_model: RegisteredModel, editor: Any
+) -> None:
+    add_version(registered_model, editor)
+    add_version(registered_model, editor)
+    created = _create(editor_client, environment="production", strategy="canary", canary_steps=[10, 50, 100])
+    assert created.status_code == 201, created.content
+    assert created.json()["canary_steps"] == [10, 50, 100]
+    first = editor_client.post(f"{API}churn/deploy/", {}, content_type="application/json")
+    assert first.status_code == 201, first.content
+    assert first.json()["model_version"] == 1
+    second = editor_client.post(f"{API}churn/deploy/", {"version": 2}, content_type="application/json")
+    assert second.json()["model_version"] == 2
+    detail = editor_client.get(f"{API}churn/").json()
+    assert [r["model_version"] for r in detail["active_revisions"]] == [2]
+    back = editor_client.post(
+        f"{API}churn/rollback/", {"revision": first.json()["id"]}, content_type="application/json"
+    )
+    assert back.status_code == 200, back.content
+    events = editor_client.get(f"{API}churn/events/").json()["results"]
+    assert [e["kind"] for e in events] == [
+        "rolled_back",
+        "promoted",
+        "rollout_started",
+        "promoted",
+        "rollout_started",
+        "created",
+    ]
+    assert events[0]["actor"] == "erin"
+    revisions = editor_client.get(f"{API}churn/revisions/").json()["results"]
+    assert {r["model_version"]: r["state"] for r in revisions} == {1: "active", 2: "retired"}
+
+
+def test_bad_input_is_a_400_naming_the_field(editor_client: Client, registered_model: RegisteredModel) -> None:
+    response = _create(editor_client, strategy="canary", canary_steps=[10, 50])
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "canary_steps"
+    assert _create(editor_client, registered_model="nope").status_code == 400
+    _create(editor_client)
+    response = editor_client.post(f"{API}churn/deploy/", {"alias": "champion"}, content_type="application/json")
+    assert response.status_code == 400
+    assert "champion" in response.json()["error"]["message"]
+
+
+def test_viewers_read_but_may_not_deploy(viewer: Any, registered_model: RegisteredModel, editor: Any) -> None:
+    add_version(registered_model, editor)
+    services.create_deployment("churn", registered_model, "1", owner=editor)
+    client = Client()
+    assert client.get(API, **bearer(viewer)).json()["results"][0]["name"] == "churn"
+    assert client.post(f"{API}churn/deploy/", {}, content_type="application/json", **bearer(viewer)).status_code == 403
+    assert _create(client, bearer(viewer), name="other").status_code == 403
+
+
+def test_anonymous_callers_get_401(registered_model: RegisteredModel, editor: Any) -> None:
+    services.create_deployment("churn", registered_model, "1", owner=editor)
+    assert Client().get(API).status_code == 401
+    assert Client().post(f"{API}churn/deploy/", {}, content_type="application/json").status_code == 401
+
+
+def test_the_list_reads_a_fixed_number_of_queries(
+    viewer_client: Client, registered_model: RegisteredModel, editor: Any, django_assert_max_num_queries: Any
+) -> None:
+    add_version(registered_model, editor)
+    for i in range(5):
+        services.deploy(services.create_deployment(f"d{i}", registered_model, "1", owner=editor), actor=editor)
+    with django_assert_max_num_queries(8):
+        assert len(viewer_client.get(API).json()["results"]) == 5
