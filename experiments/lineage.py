@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 
 from datasets.dependants import Dependant
@@ -63,14 +63,23 @@ def _digest_forms(version: DatasetVersion) -> list[str]:
 
 def inputs_using(version: DatasetVersion) -> QuerySet[RunInput]:
     """The RunInputs linked to `version`, by digest or by a source URL naming it."""
-    needle = f"/datasets/{version.dataset.name}/versions/{version.number}"
-    by_digest = RunInput.objects.filter(digest__in=_digest_forms(version)).values_list("pk", flat=True)
-    named = [
-        pk
-        for pk, source in RunInput.objects.filter(source__contains=needle).values_list("pk", "source")
-        if (version.dataset.name, version.number) in versions_named_in(source)
-    ]
-    return RunInput.objects.filter(Q(pk__in=list(by_digest)) | Q(pk__in=named))
+    by_digest = RunInput.objects.filter(digest__in=_digest_forms(version)).values("pk")  # a subquery
+    return RunInput.objects.filter(Q(pk__in=by_digest) | Q(pk__in=_inputs_naming(version)))
+
+
+def _inputs_naming(version: DatasetVersion) -> list[int]:
+    """Inputs whose source URL names `version`. The URL is parsed in Python, so the answer is kept
+    on the version for the rest of the request: every lineage provider of a page asks."""
+    cached = version.__dict__.get("_inputs_naming")
+    if cached is None:
+        needle = f"/datasets/{version.dataset.name}/versions/{version.number}"
+        cached = [
+            pk
+            for pk, source in RunInput.objects.filter(source__contains=needle).values_list("pk", "source")
+            if (version.dataset.name, version.number) in versions_named_in(source)
+        ]
+        version.__dict__["_inputs_naming"] = cached
+    return cached
 
 
 def runs_using(version: DatasetVersion) -> QuerySet[Run]:
@@ -86,14 +95,15 @@ def _label(run: Run) -> str:
 def run_dependants(version: DatasetVersion, *, user: Any = None) -> list[Dependant]:
     """The dependants provider: a version that runs used cannot be deleted (their lineage would break).
     Runs in experiments `user` cannot read are marked hidden: counted, never named."""
-    readable = None
-    if user is not None:
-        readable = set(permissions.visible_experiments(user).values_list("pk", flat=True))
+    runs = runs_using(version)
+    if user is not None:  # in the same query: whether the user may read each run's experiment
+        visible = permissions.visible_experiments(user).filter(pk=OuterRef("experiment_id"))
+        runs = runs.annotate(readable=Exists(visible))
     found = []
-    for run in runs_using(version):
+    for run in runs:
         deleted = run.lifecycle_stage != LifecycleStage.ACTIVE
         where = f"{run.experiment.name}, deleted" if deleted else run.experiment.name
-        hidden = readable is not None and run.experiment_id not in readable
+        hidden = user is not None and not run.readable
         found.append(
             Dependant("run", f"{_label(run)} ({where})", reverse("experiments:run", args=[run.pk]), hidden=hidden)
         )

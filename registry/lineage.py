@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.urls import reverse
 
 from datasets.dependants import Dependant, register_provider
@@ -34,15 +34,17 @@ def _label(model_version: ModelVersion) -> str:
 
 def model_dependants(version: DatasetVersion, *, user: Any = None) -> list[Dependant]:
     """Registered model versions trained on `version`; those `user` may not read are hidden."""
-    readable = None if user is None else set(visible_models(user).values_list("pk", flat=True))
+    found = versions_using(version)
+    if user is not None:  # in the same query: whether the user may read each model
+        found = found.annotate(readable=Exists(visible_models(user).filter(pk=OuterRef("model_id"))))
     return [
         Dependant(
             "model version",
             _label(mv),
             reverse("registry:model", args=[mv.model.name]),
-            hidden=readable is not None and mv.model_id not in readable,
+            hidden=user is not None and not mv.readable,
         )
-        for mv in versions_using(version)
+        for mv in found
     ]
 
 
