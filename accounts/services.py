@@ -51,8 +51,7 @@ def revoke_api_token(token: ApiToken, *, actor: Any) -> None:
         return
     with transaction.atomic():
         token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at"])
-        forget_cached_tokens(token_id=token.pk)
+        token.save(update_fields=["revoked_at"])  # accounts.signals forgets the cached check
         record_audit(actor, "token.revoke", token, {"name": token.name, "owner": token.user.get_username()})
 
 

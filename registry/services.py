@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, ProtectedError
 
 from accounts.services import record_audit
 from experiments import artifacts
@@ -205,9 +206,22 @@ def rename_registered_model(model: RegisteredModel, new_name: Any, *, actor: Any
 
 def delete_registered_model(model: RegisteredModel, *, actor: Any) -> None:
     """Delete the model, its versions, tags, aliases and timeline (the audit log keeps the deletion)."""
-    with transaction.atomic():
+    with transaction.atomic(), _refuse_if_deployed(f"Registered model '{model.name}'"):
         record_audit(actor, "registered_model.delete", model, {"name": model.name, "versions": model.last_version})
         model.delete()
+
+
+@contextmanager
+def _refuse_if_deployed(what: str) -> Iterator[None]:
+    """Deployments protect the versions they serve (the registry may not import them): a deletion
+    they block is the client's mistake, a 400 naming them, never a 500."""
+    try:
+        yield
+    except ProtectedError as exc:
+        names = sorted({str(getattr(obj, "deployment", obj)) for obj in exc.protected_objects})
+        raise MlflowError(
+            f"{what} is deployed ({', '.join(names)}): remove it from its deployments first.", "INVALID_STATE"
+        ) from None
 
 
 def set_registered_model_tag(model: RegisteredModel, key: Any, value: Any) -> None:
@@ -437,7 +451,8 @@ def delete_model_version(version: ModelVersion, *, actor: Any) -> None:
             from_value=version.current_stage, timestamp=when,
         )  # fmt: skip
         record_audit(actor, "model_version.delete", version, {"name": model.name, "version": version.version})
-        version.delete()
+        with _refuse_if_deployed(f"Version {version.version} of model '{model.name}'"):
+            version.delete()
         _touch(model, when)
 
 

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 
 from experiments.mlflow_api.common import MlflowError
 from experiments.models import PERMISSION_RANK, Permission
+from experiments.permissions import visible_experiments
 from registry import permissions, services
 from registry.lookups import registered_model_for, version_for
 from registry.models import ModelVersion, RegisteredModel, RegisteredModelAlias, RegistryEvent, Stage
@@ -76,8 +77,11 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         .prefetch_related(Prefetch("aliases", queryset=RegisteredModelAlias.objects.order_by("alias")))
         .order_by("-version")
     )
+    readable = set(visible_experiments(request.user).values_list("pk", flat=True))
     for version in versions:
         version.created = ms_to_datetime(version.creation_timestamp)
+        if version.run is not None and version.run.experiment_id not in readable:
+            version.run = None  # a run is seen through its experiment's permission, not the model's
     events = list(RegistryEvent.objects.filter(model=model).order_by("-timestamp", "-id")[:TIMELINE_EVENTS])
     for event in events:
         event.when = ms_to_datetime(event.timestamp)

@@ -21,11 +21,19 @@ from deployments.api.serializers import (
     RollbackSerializer,
 )
 from deployments.models import NAME_PATTERN, Deployment, DeploymentRevision
-from registry.permissions import visible_models
+from experiments.models import Permission
+from registry.permissions import can, visible_models
 
 
 def _validation_error(error: services.DeploymentError) -> exceptions.ValidationError:
     return exceptions.ValidationError({error.field or "non_field_errors": [str(error)]})
+
+
+def _require_edit(request: Request, model: Any) -> None:
+    """Deploying a model puts it in front of traffic: that takes EDIT on the registered model, as
+    any other change to it does, besides the editor role."""
+    if not can(request.user, model, Permission.EDIT):
+        raise exceptions.PermissionDenied(f"You need EDIT on the registered model {model.name!r} to deploy it.")
 
 
 class DeploymentViewSet(
@@ -57,6 +65,7 @@ class DeploymentViewSet(
         model = visible_models(request.user).filter(name=values.pop("registered_model")).first()
         if model is None:
             raise exceptions.ValidationError({"registered_model": ["no such registered model"]})
+        _require_edit(request, model)
         try:
             deployment = services.create_deployment(
                 values.pop("name"), model, values.pop("selector"), owner=request.user, **values
@@ -69,6 +78,7 @@ class DeploymentViewSet(
     @action(detail=True, methods=["post"])
     def deploy(self, request: Request, name: str) -> Response:
         deployment = self.get_object()
+        _require_edit(request, deployment.registered_model)
         data = DeploySerializer(data=request.data)
         data.is_valid(raise_exception=True)
         target = data.validated_data.get("version") or data.validated_data.get("alias")
@@ -82,13 +92,16 @@ class DeploymentViewSet(
     @action(detail=True, methods=["post"])
     def rollback(self, request: Request, name: str) -> Response:
         deployment = self.get_object()
+        _require_edit(request, deployment.registered_model)
         data = RollbackSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        revision = deployment.revisions.select_related("model_version").filter(pk=data.validated_data["revision"])
-        if not revision:
+        revision = (
+            deployment.revisions.select_related("model_version").filter(pk=data.validated_data["revision"]).first()
+        )
+        if revision is None:
             raise exceptions.ValidationError({"revision": ["no such revision of this deployment"]})
         try:
-            revision_ = services.rollback(deployment, revision[0], actor=request.user)
+            revision_ = services.rollback(deployment, revision, actor=request.user)
         except services.DeploymentError as error:
             raise _validation_error(error) from None
         return Response(RevisionSerializer(revision_).data)

@@ -102,7 +102,8 @@ class ModelServer:
             cache: dict[int, Served] = {}
             for row in rows:
                 key = row.model_version_id
-                loaded = self.cache.get(key) or cache.get(key) or self._load(row)
+                # A version that failed to load is tried again on the next refresh (the error may pass).
+                loaded = cache.get(key) or self._reuse(key) or self._load(row)
                 cache[key] = loaded
                 served = Served(
                     row.deployment.name, row.pk, key, row.model_version.version, row.traffic_weight,
@@ -111,6 +112,11 @@ class ModelServer:
                 table.setdefault(served.deployment, []).append(served)
             self.table, self.cache = table, cache  # the swap: requests read one reference or the other
             self.refreshed = True
+
+    def _reuse(self, key: int) -> Served | None:
+        """The version as loaded before, unless its load failed."""
+        found = self.cache.get(key)
+        return found if found is not None and found.model is not None else None
 
     def _load(self, row: DeploymentRevision) -> Served:
         version = row.model_version

@@ -180,17 +180,26 @@ Handler = Callable[..., Any]
 
 def _call_with_reconnect(handler: Handler, request: HttpRequest, data: dict[str, Any], kwargs: dict[str, Any]) -> Any:
     """Run the handler without Django's per-request `SELECT 1` connection check (a round trip on
-    every call the `mlflow` client makes); a connection found dead instead (the database restarted)
-    is replaced and the call run once more, which is safe because nothing committed on a dead
-    connection and the logging calls are idempotent."""
+    every call the `mlflow` client makes). A connection the database dropped (it restarted) shows on
+    the handler's first statement instead; when that statement was a read (every handler starts
+    with a lookup), nothing was written, so the connection is replaced and the call run once more.
+    A failure later, or on a write, is answered as it is: the write may have committed."""
     conn = connections[DEFAULT_DB_ALIAS]
     if conn.in_atomic_block or not conn.health_check_enabled:
         return handler(request, data, **kwargs)
     conn.health_check_done = True
+    statements: list[str] = []
+
+    def record(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
     try:
-        return handler(request, data, **kwargs)
+        with conn.execute_wrapper(record):
+            return handler(request, data, **kwargs)
     except (OperationalError, InterfaceError):
-        if conn.in_atomic_block or conn.is_usable():
+        first_read = len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT")
+        if not first_read or conn.in_atomic_block or conn.is_usable():
             raise
         logger.warning("database connection lost; reconnecting", extra={"path": request.path})
         conn.close()

@@ -414,7 +414,9 @@ def get_metric_history_bulk_interval(request: HttpRequest, data: dict[str, Any])
     if not run_ids:
         raise invalid("Missing value for required parameter 'run_ids'.")
     if len(run_ids) > 100:
-        raise invalid("GetMetricHistoryBulkInterval request must specify at most 100 run_ids. Received 101 run_ids.")
+        raise invalid(
+            f"GetMetricHistoryBulkInterval request must specify at most 100 run_ids. Received {len(run_ids)} run_ids."
+        )
     key = require_str(data, "metric_key")
     max_results = parse_int(data.get("max_results"), "max_results", MAX_RESULTS_PER_RUN)
     if not 1 <= max_results <= MAX_RESULTS_PER_RUN:

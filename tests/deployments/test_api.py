@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.test import Client
 
 from deployments import services
+from registry import services as registry_services
 from registry.models import RegisteredModel
 from tests.conftest import bearer
 from tests.deployments.conftest import add_version
@@ -86,3 +88,35 @@ def test_the_list_reads_a_fixed_number_of_queries(
         services.deploy(services.create_deployment(f"d{i}", registered_model, "1", owner=editor), actor=editor)
     with django_assert_max_num_queries(8):
         assert len(viewer_client.get(API).json()["results"]) == 5
+
+
+def test_a_read_grant_on_the_model_is_not_enough_to_deploy_it(db: None, django_user_model: Any) -> None:
+    from registry.models import RegisteredModelPermission
+    from tests.conftest import make_user
+
+    owner = make_user(django_user_model, "owner-x", "editor")
+    other = make_user(django_user_model, "other-x", "editor")
+    model = registry_services.create_registered_model("guarded", owner=owner)
+    RegisteredModelPermission.objects.create(model=model, user=other, level="READ")
+    response = Client(**bearer(other)).post(
+        "/api/v1/deployments/", {"name": "guarded-api", "registered_model": "guarded", "selector": "1"},
+        content_type="application/json",
+    )  # fmt: skip
+    assert response.status_code == 403 and "EDIT" in response.json()["error"]["message"]
+
+
+def test_deleting_a_deployed_model_or_version_is_a_400_naming_the_deployment(
+    editor: Any, registered_model: RegisteredModel
+) -> None:
+    version = add_version(registered_model, editor)
+    deployment = services.create_deployment("served-api", registered_model, 1, owner=editor)
+    services.deploy(deployment, version, actor=editor)
+    api = Client(**bearer(editor))
+    for path, body in (
+        ("model-versions/delete", {"name": registered_model.name, "version": "1"}),
+        ("registered-models/delete", {"name": registered_model.name}),
+    ):
+        response = api.delete(f"/api/2.0/mlflow/{path}", json.dumps(body), content_type="application/json")
+        assert response.status_code == 400, response.content
+        assert response.json()["error_code"] == "INVALID_STATE" and "served-api" in response.json()["message"]
+    assert RegisteredModel.objects.filter(pk=registered_model.pk).exists()
