@@ -98,7 +98,7 @@ def store_object(
                 blob = Blob.objects.select_for_update().filter(pk=staged.sha256).first()
                 key = storage.commit(staged)
                 if blob is None:
-                    blob = Blob.objects.create(sha256=staged.sha256, md5=staged.md5, size=staged.size, storage_key=key)
+                    blob = services.blob_row(staged, key)
                 obj = DvcObject.objects.create(remote=remote, md5=oid.md5, is_dir=oid.is_dir, blob=blob, pushed_by=user)
         except IntegrityError:
             # Two clients pushed the same object at once (dvc pushes in parallel jobs); the winner's row stands.

@@ -54,6 +54,16 @@ def validate_name(name: str) -> str:
     return name
 
 
+def blob_row(staged: Any, key: str) -> Blob:
+    """The Blob row for bytes just committed to storage, created unless a concurrent push of the same
+    bytes (into another dataset, or by DVC) created it first: then theirs, locked like the rest."""
+    try:
+        with transaction.atomic():  # a savepoint, so the losing insert does not spoil the push
+            return Blob.objects.create(sha256=staged.sha256, md5=staged.md5, size=staged.size, storage_key=key)
+    except IntegrityError:
+        return Blob.objects.select_for_update().get(pk=staged.sha256)
+
+
 def push_version(
     dataset_name: str,
     stream: Iterable[bytes],
@@ -109,7 +119,7 @@ def _record_version(
             blob = Blob.objects.select_for_update().filter(pk=staged.sha256).first()
             key = storage.commit(staged)
             if blob is None:
-                blob = Blob.objects.create(sha256=staged.sha256, md5=staged.md5, size=staged.size, storage_key=key)
+                blob = blob_row(staged, key)
             parent = dataset.versions.order_by("-number").first()
             dataset.last_number += 1
             dataset.save(update_fields=["last_number"])

@@ -189,3 +189,18 @@ def test_garbage_collection_spares_a_blob_another_dataset_still_uses(editor: Any
     delete_version(a, actor=editor)
     assert collect_garbage().count == 0
     assert len(stored_files(store)) == 1
+
+
+def test_a_blob_another_push_created_meanwhile_is_reused_not_a_500(db: None) -> None:
+    from types import SimpleNamespace
+
+    from django.db import transaction
+
+    from datasets.models import Blob
+    from datasets.services import blob_row
+
+    staged = SimpleNamespace(sha256="a" * 64, md5="b" * 32, size=3)
+    theirs = Blob.objects.create(sha256=staged.sha256, md5=staged.md5, size=3, storage_key="sha256/aa/" + "a" * 62)
+    with transaction.atomic():
+        assert blob_row(staged, "ignored") == theirs
+        assert Blob.objects.count() == 1  # the transaction is still usable after the losing insert
