@@ -117,5 +117,8 @@ def from_dvc(request: HttpRequest, name: str) -> HttpResponse:
     except (dvc.InvalidDvcObject, dvc.DvcObjectNotFound, services.DatasetInputError, UploadTooLarge) as exc:
         messages.error(request, getattr(exc, "message", None) or str(exc))
         return redirect("datasets:detail", name=name)
+    except FileNotFoundError:  # the row is there but its bytes are gone from storage
+        messages.error(request, "The pushed object's bytes are missing from storage; push it again with dvc.")
+        return redirect("datasets:detail", name=name)
     url = reverse("datasets:version", kwargs={"name": name, "number": found.number})
     return redirect(url if created else f"{url}?pushed=existing")

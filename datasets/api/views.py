@@ -181,6 +181,9 @@ class VersionFromDvcView(APIView):
             return Response(error_body("invalid", str(exc), "md5"), status=status.HTTP_400_BAD_REQUEST)
         except dvc.DvcObjectNotFound as exc:
             return Response(error_body("not_found", str(exc), "md5"), status=status.HTTP_404_NOT_FOUND)
+        except FileNotFoundError:  # the row is there but its bytes are gone from storage
+            message = f"The bytes of DVC object {data['md5']} are missing from storage; push it again."
+            return Response(error_body("not_found", message, "md5"), status=status.HTTP_404_NOT_FOUND)
 
 
 class VersionDetailView(APIView):
