@@ -7,6 +7,6 @@ class DeploymentsConfig(AppConfig):
     name = "deployments"
 
     def ready(self) -> None:
-        from deployments import lineage
+        from deployments import handlers, lineage  # noqa: F401  (handlers registers the job types)
 
         lineage.register()

@@ -40,6 +40,23 @@ class Deployment(models.Model):
     strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.ALL_AT_ONCE)
     canary_steps = models.JSONField(default=list, blank=True, help_text="traffic percentages, e.g. [10, 50, 100]")
     bake_seconds = models.PositiveIntegerField(default=300, help_text="how long each canary step runs")
+    # Gates the rollout job checks before any traffic moves, and the live limits of a canary.
+    holdout_dataset_version = models.ForeignKey(
+        "datasets.DatasetVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="labelled rows the candidate is scored on before it serves",
+    )  # fmt: skip
+    target_column = models.CharField(max_length=255, blank=True, help_text="the label column of the holdout")
+    min_accuracy = models.FloatField(null=True, blank=True, help_text="holdout accuracy the candidate must reach")
+    champion_margin = models.FloatField(
+        default=0.0, help_text="how far below the serving version's holdout accuracy the candidate may fall"
+    )
+    latency_budget_ms = models.FloatField(
+        null=True, blank=True, help_text="p95 latency of one prediction, offline gate and live canary limit"
+    )
+    max_error_rate = models.FloatField(default=0.05, help_text="live canary error rate that triggers a rollback")
+    min_canary_requests = models.PositiveIntegerField(
+        default=20, help_text="canary requests needed before the live error rate and latency are judged"
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -68,6 +85,9 @@ class DeploymentRevision(models.Model):
     )
     state = models.CharField(max_length=8, choices=RevisionState.choices, default=RevisionState.PENDING)
     created = models.DateTimeField(auto_now_add=True)
+    # Written by the model server once it has loaded and warmed the revision up (or failed to).
+    loaded_at = models.DateTimeField(null=True, blank=True)
+    load_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["deployment", "-created", "-id"]
@@ -91,6 +111,12 @@ class DeploymentEvent(models.Model):
         PROMOTED = "promoted"
         ROLLED_BACK = "rolled_back"
         PAUSED = "paused"
+        RESUMED = "resumed"
+        VALIDATED = "validated"
+        GATE_PASSED = "gate_passed"
+        GATE_FAILED = "gate_failed"
+        TRAFFIC_SHIFTED = "traffic_shifted"
+        ROLLOUT_FAILED = "rollout_failed"
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="events")
     actor = models.ForeignKey(
@@ -108,3 +134,110 @@ class DeploymentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.deployment_id} {self.from_version}→{self.to_version}"
+
+
+class RolloutStatus(models.TextChoices):
+    QUEUED = "queued"
+    VALIDATING = "validating"
+    GATING = "gating"
+    ROLLING_OUT = "rolling_out"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+ACTIVE_ROLLOUT_STATUSES = (
+    RolloutStatus.QUEUED, RolloutStatus.VALIDATING, RolloutStatus.GATING, RolloutStatus.ROLLING_OUT,
+)  # fmt: skip
+
+
+class Rollout(models.Model):
+    """One deploy of a candidate revision, walked by the `deployments.rollout` job.
+
+    The row is the rollout's state, so a worker that dies mid-rollout resumes from the stored step and
+    bake time: validate and gate the candidate, then shift traffic by the strategy (all at once,
+    blue/green, canary steps with a bake time each), judging the canary on live error rate and latency.
+    Users pause, promote or roll back by setting `paused` / `action`; the job acts on it at its next tick.
+    """
+
+    class Action(models.TextChoices):
+        NONE = ""
+        PROMOTE = "promote"
+        ROLLBACK = "rollback"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="rollouts")
+    revision = models.ForeignKey(DeploymentRevision, on_delete=models.CASCADE, related_name="+")
+    baseline = models.ForeignKey(
+        DeploymentRevision, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="what served all the traffic when the rollout started",
+    )  # fmt: skip
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    strategy = models.CharField(max_length=16, choices=Strategy.choices)
+    steps = models.JSONField(default=list, blank=True, help_text="traffic percentages the candidate walks")
+    bake_seconds = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=RolloutStatus.choices, default=RolloutStatus.QUEUED)
+    step_index = models.IntegerField(default=-1, help_text="index into steps; -1 before traffic moves")
+    baked_seconds = models.FloatField(default=0.0, help_text="bake time spent in the current step")
+    step_started = models.DateTimeField(null=True, blank=True, help_text="when the current step's traffic moved")
+    paused = models.BooleanField(default=False)
+    action = models.CharField(max_length=16, choices=Action.choices, blank=True, default="")
+    action_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="who asked for the pending promote or rollback",
+    )  # fmt: skip
+    gates = models.JSONField(default=list, blank=True, help_text="[{name, passed, value, threshold, message}]")
+    health = models.JSONField(default=dict, blank=True, help_text="the last live check of the canary")
+    reason = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            # One rollout at a time per deployment: a second deploy is refused, not interleaved.
+            models.UniqueConstraint(
+                fields=["deployment"],
+                condition=models.Q(status__in=ACTIVE_ROLLOUT_STATUSES),
+                name="deployment_one_active_rollout",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"rollout {self.pk} of {self.deployment_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_ROLLOUT_STATUSES
+
+    @property
+    def current_weight(self) -> int:
+        return self.steps[self.step_index] if 0 <= self.step_index < len(self.steps) else 0
+
+
+class PredictionLog(models.Model):
+    """One answered prediction request, written by the model server in batches (monitoring reads it)."""
+
+    time = models.DateTimeField(db_index=True)
+    request_id = models.CharField(max_length=64, db_index=True)
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    revision = models.ForeignKey(DeploymentRevision, on_delete=models.CASCADE, related_name="+")
+    model_version = models.PositiveIntegerField()
+    arm = models.CharField(max_length=8, default="stable", help_text="stable or canary")
+    latency_ms = models.FloatField()
+    status = models.PositiveSmallIntegerField()
+    error = models.CharField(max_length=16, blank=True, help_text="bad_input, too_large or model_error")
+    rows = models.PositiveIntegerField(default=0)
+    inputs = models.JSONField(null=True, blank=True, help_text="the request body, when sampled")
+    outputs = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["revision", "time"], name="prediction_revision_time_idx"),
+            models.Index(fields=["deployment", "time"], name="prediction_deployment_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.status}"

@@ -4,8 +4,9 @@ Views, the API, tasks and commands call these. Each runs in one transaction, loc
 so two deploys of one deployment queue up instead of both leaving a revision active, and records what
 it did as `DeploymentEvent`s (and in the audit log).
 
-For now every strategy rolls out all at once: the new revision becomes active at 100 % and the previous
-one is retired. The canary steps and bake time are stored for the rollout job that will walk them.
+A deploy creates a `Rollout` and submits the rollout job (deployments/rollouts.py), which calls the
+traffic moves here (`shift_traffic`, `complete_rollout`, `abort_rollout`); users steer it with
+`command_rollout` and `rollback`.
 """
 
 from __future__ import annotations
@@ -15,20 +16,25 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts.services import record_audit
 from deployments.models import (
+    ACTIVE_ROLLOUT_STATUSES,
     NAME_PATTERN,
     Deployment,
     DeploymentEvent,
     DeploymentRevision,
     Environment,
     RevisionState,
+    Rollout,
+    RolloutStatus,
     Strategy,
 )
 from registry.models import ModelVersion, RegisteredModel, RegisteredModelAlias, VersionStatus
 
 MAX_REPLICAS = 100
+ROLLOUT_JOB = "deployments.rollout"
 _NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
 
 
@@ -62,6 +68,30 @@ def validate_canary_steps(steps: Any) -> list[int]:
     return steps
 
 
+GATE_FIELDS = (
+    "holdout_dataset_version", "target_column", "min_accuracy", "champion_margin", "latency_budget_ms",
+    "max_error_rate", "min_canary_requests",
+)  # fmt: skip
+
+
+def validate_gates(gates: dict[str, Any]) -> dict[str, Any]:
+    """The gate settings, checked: a holdout needs its label column; rates and accuracies lie in 0..1."""
+    unknown = set(gates) - set(GATE_FIELDS)
+    if unknown:
+        raise DeploymentError(f"unknown setting {sorted(unknown)[0]!r}", sorted(unknown)[0])
+    values = {k: v for k, v in gates.items() if v is not None}
+    for name in ("min_accuracy", "champion_margin", "max_error_rate"):
+        if name in values and not 0.0 <= float(values[name]) <= 1.0:
+            raise DeploymentError(f"{name} must lie between 0 and 1", name)
+    if "latency_budget_ms" in values and not 0.0 < float(values["latency_budget_ms"]) <= 600_000:
+        raise DeploymentError("latency_budget_ms must lie between 0 and 600000", "latency_budget_ms")
+    if values.get("holdout_dataset_version") is not None and not values.get("target_column"):
+        raise DeploymentError("a holdout dataset version needs the name of its label column", "target_column")
+    if values.get("min_accuracy") is not None and values.get("holdout_dataset_version") is None:
+        raise DeploymentError("an accuracy gate needs a holdout dataset version", "holdout_dataset_version")
+    return values
+
+
 def create_deployment(
     name: str,
     registered_model: RegisteredModel,
@@ -74,8 +104,13 @@ def create_deployment(
     strategy: str = Strategy.ALL_AT_ONCE,
     canary_steps: Iterable[int] | None = None,
     bake_seconds: int = 300,
+    **gates: Any,
 ) -> Deployment:
-    """Create a deployment (nothing is served until the first `deploy`)."""
+    """Create a deployment (nothing is served until the first `deploy`).
+
+    `gates` are the Deployment's gate fields (holdout_dataset_version, target_column, min_accuracy,
+    champion_margin, latency_budget_ms, max_error_rate, min_canary_requests)."""
+    gates = validate_gates(gates)
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise DeploymentError("a deployment name is a DNS label: lowercase letters, digits and '-'", "name")
     selector = str(selector).strip()
@@ -102,6 +137,7 @@ def create_deployment(
                 strategy=strategy,
                 canary_steps=steps,
                 bake_seconds=bake_seconds,
+                **gates,
                 **({"owner": owner} if getattr(owner, "is_authenticated", False) else {}),
             )
             _event(
@@ -161,30 +197,213 @@ def _switch(deployment: Deployment, revision: DeploymentRevision) -> int | None:
     return others[0].model_version.version if others else None
 
 
-def deploy(deployment: Deployment, target: ModelVersion | str | int | None = None, *, actor: Any) -> DeploymentRevision:
-    """Roll `target` (a version, a number, an alias; default: the deployment's selector) out.
+def rollout_steps(deployment: Deployment) -> tuple[list[int], int]:
+    """The traffic percentages the candidate walks, and the bake time of each, by strategy."""
+    if deployment.strategy == Strategy.CANARY:
+        return list(deployment.canary_steps or [10, 50, 100]), deployment.bake_seconds
+    if deployment.strategy == Strategy.BLUE_GREEN:
+        return [100], deployment.bake_seconds  # the old (blue) revision stays loaded at 0 % while green bakes
+    return [100], 0
 
-    All strategies currently roll out all at once; the event records which strategy was asked for."""
+
+def current_rollout(deployment: Deployment) -> Rollout | None:
+    """The rollout in flight, if any (at most one: a constraint says so)."""
+    return deployment.rollouts.filter(status__in=ACTIVE_ROLLOUT_STATUSES).select_related("revision").first()
+
+
+def deploy(deployment: Deployment, target: ModelVersion | str | int | None = None, *, actor: Any) -> Rollout:
+    """Start rolling `target` (a version, a number, an alias; default: the deployment's selector) out.
+
+    Creates a pending revision and a `Rollout`, and submits the `deployments.rollout` job on the
+    `deployments` queue, which validates and gates the candidate and then shifts traffic by the strategy
+    (see deployments/rollouts.py). Nothing is served by the candidate before the job says so."""
+    from jobs.services import submit_job
+
     version = target if isinstance(target, ModelVersion) else resolve_version(deployment, target)
     if version.model_id != deployment.registered_model_id:
         raise DeploymentError(f"version {version} is not a version of {deployment.registered_model.name!r}", "version")
+    steps, bake = rollout_steps(deployment)
     with transaction.atomic():
         _lock(deployment)
-        revision = DeploymentRevision.objects.create(deployment=deployment, model_version=version)
-        detail = {"revision": revision.pk, "strategy": deployment.strategy, "applied": Strategy.ALL_AT_ONCE}
+        if current_rollout(deployment) is not None:
+            raise DeploymentError(
+                "a rollout of this deployment is in progress: promote it, roll it back or wait for it", "deployment"
+            )
         current = active_revisions(deployment)
-        from_version = current[0].model_version.version if current else None
+        baseline = current[0] if current else None
+        if baseline is None:
+            steps, bake = [100], 0  # nothing serves yet: no traffic to split, nothing to fall back to
+        revision = DeploymentRevision.objects.create(deployment=deployment, model_version=version)
+        rollout = Rollout.objects.create(
+            deployment=deployment, revision=revision, baseline=baseline, strategy=deployment.strategy,
+            steps=steps, bake_seconds=bake,
+            **({"requested_by": actor} if getattr(actor, "is_authenticated", False) else {}),
+        )  # fmt: skip
+        job = submit_job(ROLLOUT_JOB, params={"rollout": rollout.pk}, requested_by=actor)
+        rollout.job = job
+        rollout.save(update_fields=["job"])
         _event(
             deployment, DeploymentEvent.Kind.ROLLOUT_STARTED, actor,
-            from_version=from_version, to_version=version.version, detail=detail,
-        )  # fmt: skip
-        _switch(deployment, revision)
-        _event(
-            deployment, DeploymentEvent.Kind.PROMOTED, actor,
-            from_version=from_version, to_version=version.version, detail={**detail, "traffic_weight": 100},
+            from_version=baseline.model_version.version if baseline else None, to_version=version.version,
+            detail={"revision": revision.pk, "rollout": rollout.pk, "strategy": deployment.strategy, "steps": steps},
         )  # fmt: skip
         record_audit(actor, "deployment.deploy", deployment, {"version": version.version, "revision": revision.pk})
-    return revision
+    return rollout
+
+
+def _version_of(revision: DeploymentRevision | None) -> int | None:
+    return revision.model_version.version if revision is not None else None
+
+
+def _fresh(rollout: Rollout) -> Rollout:
+    return Rollout.objects.select_related("deployment", "revision__model_version", "baseline__model_version").get(
+        pk=rollout.pk
+    )
+
+
+def shift_traffic(rollout: Rollout, index: int) -> Rollout:
+    """Move to step `index`: the candidate serves `steps[index]` % and the baseline the rest (both loaded).
+
+    The weights and the rollout's step move in one transaction, so a job that dies between them resumes
+    at the step the traffic is actually at."""
+    with transaction.atomic():
+        _lock(rollout.deployment)
+        rollout = _fresh(rollout)
+        if not rollout.is_active:
+            return rollout
+        candidate, baseline = rollout.revision, rollout.baseline
+        weight = rollout.steps[index] if baseline is not None else 100  # alone, it takes all the traffic
+        DeploymentRevision.objects.filter(pk=candidate.pk).update(state=RevisionState.ACTIVE, traffic_weight=weight)
+        if baseline is not None:
+            DeploymentRevision.objects.filter(pk=baseline.pk).update(
+                state=RevisionState.ACTIVE, traffic_weight=100 - weight
+            )
+        rollout.status = RolloutStatus.ROLLING_OUT
+        rollout.step_index = index
+        rollout.step_started = timezone.now()
+        rollout.baked_seconds = 0.0
+        rollout.save(update_fields=["status", "step_index", "step_started", "baked_seconds"])
+        weights = {"candidate": weight, "baseline": 100 - weight if baseline is not None else 0}
+        _event(
+            rollout.deployment, DeploymentEvent.Kind.TRAFFIC_SHIFTED, None,
+            from_version=_version_of(baseline), to_version=candidate.model_version.version,
+            detail={"revision": candidate.pk, "rollout": rollout.pk, "step": index + 1, "steps": len(rollout.steps),
+                    "weights": weights, "traffic_weight": weight},
+        )  # fmt: skip
+    return rollout
+
+
+def complete_rollout(rollout: Rollout, *, actor: Any = None, reason: str = "") -> Rollout:
+    """The candidate serves all the traffic; the baseline is retired and the rollout succeeds."""
+    with transaction.atomic():
+        _lock(rollout.deployment)
+        rollout = _fresh(rollout)
+        if not rollout.is_active:
+            return rollout
+        _switch(rollout.deployment, rollout.revision)
+        rollout.status = RolloutStatus.SUCCEEDED
+        rollout.finished = timezone.now()
+        rollout.reason = reason
+        rollout.save(update_fields=["status", "finished", "reason"])
+        _event(
+            rollout.deployment, DeploymentEvent.Kind.PROMOTED, actor,
+            from_version=_version_of(rollout.baseline), to_version=rollout.revision.model_version.version,
+            detail={"revision": rollout.revision.pk, "rollout": rollout.pk, "traffic_weight": 100,
+                    "strategy": rollout.strategy, **({"reason": reason} if reason else {})},
+        )  # fmt: skip
+        record_audit(actor, "deployment.promote", rollout.deployment, {"rollout": rollout.pk})
+    return rollout
+
+
+def abort_rollout(rollout: Rollout, reason: str, *, actor: Any = None) -> Rollout:
+    """Give the baseline all the traffic back and retire the candidate.
+
+    A candidate that never served (it failed validation or a gate) makes the rollout FAILED; one that
+    took traffic makes it ROLLED_BACK, with a `rolled_back` event on the timeline."""
+    with transaction.atomic():
+        _lock(rollout.deployment)
+        rollout = _fresh(rollout)
+        if not rollout.is_active:
+            return rollout
+        # A rollout stopped by a user, or whose candidate took traffic, was rolled back; one whose candidate
+        # never served because it failed validation or a gate failed.
+        served = rollout.step_index >= 0 or getattr(actor, "is_authenticated", False)
+        candidate, baseline = rollout.revision, rollout.baseline
+        if baseline is not None and baseline.state != RevisionState.RETIRED:
+            _switch(rollout.deployment, baseline)
+        DeploymentRevision.objects.filter(pk=candidate.pk).update(state=RevisionState.RETIRED, traffic_weight=0)
+        rollout.status = RolloutStatus.ROLLED_BACK if served else RolloutStatus.FAILED
+        rollout.finished = timezone.now()
+        rollout.reason = reason
+        rollout.save(update_fields=["status", "finished", "reason"])
+        kind = DeploymentEvent.Kind.ROLLED_BACK if served else DeploymentEvent.Kind.ROLLOUT_FAILED
+        _event(
+            rollout.deployment, kind, actor, from_version=candidate.model_version.version,
+            to_version=_version_of(baseline),
+            detail={"revision": baseline.pk if baseline else None, "rollout": rollout.pk, "reason": reason,
+                    **({"traffic_weight": 100} if baseline else {})},
+        )  # fmt: skip
+        record_audit(actor, "deployment.rollout_aborted", rollout.deployment, {"rollout": rollout.pk, "reason": reason})
+    return rollout
+
+
+def command_rollout(rollout: Rollout, command: str, *, actor: Any) -> Rollout:
+    """A user's pause, resume, promote or rollback of the rollout in flight.
+
+    Promote and rollback act at once (the job notices at its next tick that the rollout ended); promote
+    needs the candidate past its gates. Pause stops the bake clock at the current split until resume."""
+    if command not in ("pause", "resume", "promote", "rollback"):
+        raise DeploymentError("the command is one of pause, resume, promote, rollback", "command")
+    if command == "rollback":
+        return rollback_rollout(rollout, actor=actor)
+    with transaction.atomic():
+        _lock(rollout.deployment)
+        rollout = _fresh(rollout)
+        if not rollout.is_active:
+            raise DeploymentError(f"the rollout has already ended ({rollout.status})", "rollout")
+        if command == "promote":
+            if rollout.status != RolloutStatus.ROLLING_OUT:
+                raise DeploymentError(
+                    f"the candidate is still {rollout.status.replace('_', ' ')}: it can be promoted once its "
+                    "gates have passed",
+                    "rollout",
+                )
+            return complete_rollout(rollout, actor=actor, reason="promoted by hand")
+        if command == "pause":
+            if rollout.paused:
+                raise DeploymentError("the rollout is already paused", "command")
+            rollout.paused = True
+        else:
+            if not rollout.paused:
+                raise DeploymentError("the rollout is not paused", "command")
+            rollout.paused = False
+        rollout.action_by = actor if getattr(actor, "is_authenticated", False) else None
+        rollout.save(update_fields=["paused", "action_by"])
+        kind = DeploymentEvent.Kind.PAUSED if command == "pause" else DeploymentEvent.Kind.RESUMED
+        _event(
+            rollout.deployment, kind, actor, to_version=rollout.revision.model_version.version,
+            detail={"rollout": rollout.pk, "traffic_weight": rollout.current_weight},
+        )  # fmt: skip
+        record_audit(actor, f"deployment.rollout_{command}", rollout.deployment, {"rollout": rollout.pk})
+    return rollout
+
+
+def rollback_rollout(rollout: Rollout, *, actor: Any) -> Rollout:
+    """Roll the rollout in flight back by hand: what served before it gets all the traffic again."""
+    with transaction.atomic():
+        _lock(rollout.deployment)
+        rollout = _fresh(rollout)
+        if not rollout.is_active:
+            raise DeploymentError(f"the rollout has already ended ({rollout.status})", "rollout")
+        return abort_rollout(rollout, "rolled back by hand", actor=actor)
+
+
+def record_rollout_event(rollout: Rollout, kind: str, **detail: Any) -> None:
+    """A step of the rollout job (validated, a gate passed or failed) on the deployment's timeline."""
+    _event(
+        rollout.deployment, kind, None, from_version=_version_of(rollout.baseline),
+        to_version=rollout.revision.model_version.version, detail={"rollout": rollout.pk, **detail},
+    )  # fmt: skip
 
 
 def rollback(deployment: Deployment, to_revision: DeploymentRevision, *, actor: Any) -> DeploymentRevision:
@@ -194,6 +413,16 @@ def rollback(deployment: Deployment, to_revision: DeploymentRevision, *, actor: 
     with transaction.atomic():
         _lock(deployment)
         to_revision.refresh_from_db()
+        running = current_rollout(deployment)
+        if running is not None:
+            # A rollback by hand ends the rollout in flight; its job sees that at its next tick and stops.
+            Rollout.objects.filter(pk=running.pk).update(
+                status=RolloutStatus.ROLLED_BACK, finished=timezone.now(), reason="rolled back by hand"
+            )
+            if running.revision_id != to_revision.pk:
+                DeploymentRevision.objects.filter(pk=running.revision_id).update(
+                    state=RevisionState.RETIRED, traffic_weight=0
+                )
         if to_revision.state == RevisionState.ACTIVE and to_revision.traffic_weight == 100:
             raise DeploymentError("that revision is already serving all the traffic", "revision")
         from_version = _switch(deployment, to_revision)
@@ -203,3 +432,17 @@ def rollback(deployment: Deployment, to_revision: DeploymentRevision, *, actor: 
         )  # fmt: skip
         record_audit(actor, "deployment.rollback", deployment, {"revision": to_revision.pk})
     return to_revision
+
+
+def reconcile_rollouts() -> list[int]:
+    """End rollouts whose job ended without ending them (its worker died for good, or it was failed by
+    the job reconciler): the baseline gets the traffic back. Returns the rollouts it ended."""
+    from jobs.models import FINISHED_STATUSES
+
+    ended = []
+    stuck = Rollout.objects.filter(status__in=ACTIVE_ROLLOUT_STATUSES, job__status__in=FINISHED_STATUSES)
+    for rollout in stuck.select_related("job")[:100]:
+        reason = f"its job ended ({rollout.job.status}): {rollout.job.error or 'no reason given'}"[:2000]
+        abort_rollout(rollout, reason)
+        ended.append(rollout.pk)
+    return ended

@@ -23,6 +23,10 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     from django.conf import settings
 
     sender.add_periodic_task(settings.JOB_RECONCILE_INTERVAL, sender.signature("jobs.reconcile"), name="reconcile jobs")
+    # Rollouts whose job ended without ending them give the traffic back to their baseline.
+    sender.add_periodic_task(
+        settings.JOB_RECONCILE_INTERVAL, sender.signature("deployments.reconcile_rollouts"), name="reconcile rollouts"
+    )
 
 
 app.autodiscover_tasks()

@@ -250,6 +250,20 @@ MODEL_SERVER_MAX_BODY_BYTES = env_int("MODEL_SERVER_MAX_BODY_BYTES", 10 * 1024**
 MODEL_SERVER_POLL_SECONDS = env_float("MODEL_SERVER_POLL_SECONDS", 5.0, minimum=0.1)
 # Model flavours the server may unpickle (e.g. `sklearn`); Keras/TensorFlow models never need it.
 MODEL_SERVER_ALLOWED_PICKLE_FLAVORS = [f.lower() for f in env_list("MODEL_SERVER_ALLOWED_PICKLE_FLAVORS", [])]
+# Prediction logging: the share of requests whose body is kept (outputs and latency are always kept),
+# and how often the server's background writer flushes its batch to the database.
+MODEL_SERVER_LOG_INPUT_SAMPLE_RATE = min(env_float("MODEL_SERVER_LOG_INPUT_SAMPLE_RATE", 1.0, minimum=0.0), 1.0)
+MODEL_SERVER_LOG_FLUSH_SECONDS = env_float("MODEL_SERVER_LOG_FLUSH_SECONDS", 1.0, minimum=0.01)
+MODEL_SERVER_LOG_MAX_BODY_BYTES = env_int("MODEL_SERVER_LOG_MAX_BODY_BYTES", 64 * 1024, minimum=0)
+
+# Rollouts (deployments/rollouts.py): how often the job looks at the canary and at user commands, whether
+# it waits for the model server to report the candidate loaded, and for how long.
+ROLLOUT_TICK_SECONDS = env_float("ROLLOUT_TICK_SECONDS", 2.0, minimum=0.01)
+ROLLOUT_WAIT_FOR_MODEL_SERVER = env_bool("ROLLOUT_WAIT_FOR_MODEL_SERVER", True)
+ROLLOUT_LOAD_TIMEOUT_SECONDS = env_float("ROLLOUT_LOAD_TIMEOUT_SECONDS", 300.0, minimum=1.0)
+# Rows of the holdout dataset version the accuracy gate scores (the first ones), and single-row calls timed.
+ROLLOUT_HOLDOUT_MAX_ROWS = env_int("ROLLOUT_HOLDOUT_MAX_ROWS", 50_000, minimum=1)
+ROLLOUT_LATENCY_SAMPLES = env_int("ROLLOUT_LATENCY_SAMPLES", 200, minimum=10)
 
 # Security: HTTPS is assumed unless DEBUG is on or HTTPS=false (the laptop launcher sets that).
 HTTPS = env_bool("HTTPS", not DEBUG)

@@ -1,4 +1,5 @@
-"""REST API of deployments: list, create, deploy a version, roll back, revisions and events."""
+"""REST API of deployments: list, create, deploy (a rollout job), promote, pause, resume, roll back,
+rollouts, revisions and events."""
 
 from __future__ import annotations
 
@@ -19,14 +20,25 @@ from deployments.api.serializers import (
     EventSerializer,
     RevisionSerializer,
     RollbackSerializer,
+    RolloutSerializer,
 )
-from deployments.models import NAME_PATTERN, Deployment, DeploymentRevision
+from deployments.models import ACTIVE_ROLLOUT_STATUSES, NAME_PATTERN, Deployment, DeploymentRevision, Rollout
 from experiments.models import Permission
 from registry.permissions import can, visible_models
 
 
 def _validation_error(error: services.DeploymentError) -> exceptions.ValidationError:
     return exceptions.ValidationError({error.field or "non_field_errors": [str(error)]})
+
+
+def _rollouts() -> QuerySet[Rollout]:
+    return Rollout.objects.select_related(
+        "deployment", "revision__model_version", "baseline__model_version", "job", "requested_by"
+    ).order_by("-created", "-id")
+
+
+def _conflict(message: str) -> Response:
+    return Response({"error": {"code": "conflict", "message": message, "field": "deployment"}}, status=409)
 
 
 def _require_edit(request: Request, model: Any) -> None:
@@ -52,8 +64,15 @@ class DeploymentViewSet(
     def get_queryset(self) -> QuerySet[Deployment]:
         return (
             Deployment.objects.filter(registered_model__in=visible_models(self.request.user))
-            .select_related("registered_model", "owner")
-            .prefetch_related(Prefetch("revisions", DeploymentRevision.objects.select_related("model_version")))
+            .select_related("registered_model", "owner", "holdout_dataset_version__dataset")
+            .prefetch_related(
+                Prefetch("revisions", DeploymentRevision.objects.select_related("model_version")),
+                Prefetch(
+                    "rollouts",
+                    _rollouts().filter(status__in=ACTIVE_ROLLOUT_STATUSES),
+                    to_attr="active_rollouts",
+                ),
+            )
             .order_by("name")
         )
 
@@ -74,27 +93,76 @@ class DeploymentViewSet(
             raise _validation_error(error) from None
         return Response(DeploymentSerializer(self.get_queryset().get(pk=deployment.pk)).data, status=201)
 
-    @extend_schema(request=DeploySerializer, responses={201: RevisionSerializer})
+    @extend_schema(request=DeploySerializer, responses={201: RolloutSerializer})
     @action(detail=True, methods=["post"])
     def deploy(self, request: Request, name: str) -> Response:
+        """Start a rollout of a version (or alias; default the deployment's selector): a job on the
+        `deployments` queue validates and gates it, then shifts traffic by the strategy. 409 while
+        another rollout of this deployment is in flight."""
         deployment = self.get_object()
         _require_edit(request, deployment.registered_model)
         data = DeploySerializer(data=request.data)
         data.is_valid(raise_exception=True)
         target = data.validated_data.get("version") or data.validated_data.get("alias")
+        if services.current_rollout(deployment) is not None:
+            return _conflict("a rollout of this deployment is in progress: promote it, roll it back or wait for it")
         try:
-            revision = services.deploy(deployment, target, actor=request.user)
+            rollout = services.deploy(deployment, target, actor=request.user)
+        except services.DeploymentError as error:
+            if services.current_rollout(deployment) is not None:  # lost a race with another deploy
+                return _conflict(str(error))
+            raise _validation_error(error) from None
+        return Response(RolloutSerializer(_rollouts().get(pk=rollout.pk)).data, status=status.HTTP_201_CREATED)
+
+    def _command(self, request: Request, command: str) -> Response:
+        deployment = self.get_object()
+        _require_edit(request, deployment.registered_model)
+        rollout = services.current_rollout(deployment)
+        if rollout is None:
+            raise exceptions.ValidationError({"rollout": ["no rollout of this deployment is in progress"]})
+        try:
+            services.command_rollout(rollout, command, actor=request.user)
         except services.DeploymentError as error:
             raise _validation_error(error) from None
-        return Response(RevisionSerializer(revision).data, status=status.HTTP_201_CREATED)
+        return Response(RolloutSerializer(_rollouts().get(pk=rollout.pk)).data)
+
+    @extend_schema(request=None, responses={200: RolloutSerializer})
+    @action(detail=True, methods=["post"])
+    def promote(self, request: Request, name: str) -> Response:
+        """Skip the remaining steps and bake time: the candidate takes all the traffic at the job's next tick."""
+        return self._command(request, "promote")
+
+    @extend_schema(request=None, responses={200: RolloutSerializer})
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, name: str) -> Response:
+        """Hold the rollout at its current traffic split; the bake clock stops until `resume`."""
+        return self._command(request, "pause")
+
+    @extend_schema(request=None, responses={200: RolloutSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, name: str) -> Response:
+        return self._command(request, "resume")
 
     @extend_schema(request=RollbackSerializer, responses={200: RevisionSerializer})
     @action(detail=True, methods=["post"])
     def rollback(self, request: Request, name: str) -> Response:
+        """Serve an earlier revision again at 100 % (ending any rollout in flight); without a revision,
+        roll the rollout in flight back to what served before it."""
         deployment = self.get_object()
         _require_edit(request, deployment.registered_model)
         data = RollbackSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        if "revision" not in data.validated_data:
+            rollout = services.current_rollout(deployment)
+            if rollout is None:
+                raise exceptions.ValidationError(
+                    {"revision": ["no rollout is in progress: name the revision to serve again"]}
+                )
+            try:
+                rollout = services.rollback_rollout(rollout, actor=request.user)
+            except services.DeploymentError as error:
+                raise _validation_error(error) from None
+            return Response(RolloutSerializer(_rollouts().get(pk=rollout.pk)).data)
         revision = (
             deployment.revisions.select_related("model_version").filter(pk=data.validated_data["revision"]).first()
         )
@@ -105,6 +173,12 @@ class DeploymentViewSet(
         except services.DeploymentError as error:
             raise _validation_error(error) from None
         return Response(RevisionSerializer(revision_).data)
+
+    @extend_schema(responses={200: RolloutSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def rollouts(self, request: Request, name: str) -> Response:
+        page = self.paginate_queryset(_rollouts().filter(deployment=self.get_object()))
+        return self.get_paginated_response(RolloutSerializer(page, many=True).data)
 
     @extend_schema(responses={200: RevisionSerializer(many=True)})
     @action(detail=True, methods=["get"])

@@ -22,10 +22,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from deployments.models import DeploymentRevision, RevisionState
+from deployments.models import ACTIVE_ROLLOUT_STATUSES, DeploymentRevision, RevisionState, Rollout
 from deployments.server import inputs, loader
+from deployments.server.predlog import PredictionLogger
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,14 @@ class Served:
     weight: int
     model: loader.LoadedModel | None
     error: str = ""
+    deployment_id: int = 0
+    arm: str = "stable"  # "canary" while a rollout is moving traffic to this revision
+
+
+def _sampled() -> bool:
+    """Whether this request's body goes into the prediction log (MODEL_SERVER_LOG_INPUT_SAMPLE_RATE)."""
+    rate = settings.MODEL_SERVER_LOG_INPUT_SAMPLE_RATE
+    return rate >= 1.0 or (rate > 0.0 and random.random() < rate)  # noqa: S311  (sampling, not security)
 
 
 class HttpError(Exception):
@@ -87,6 +97,8 @@ class ModelServer:
         self.refreshed = False
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
+        self.prediction_log = PredictionLogger(settings.MODEL_SERVER_LOG_FLUSH_SECONDS)
+        self._reported: dict[int, str] = {}  # revision id -> load outcome already written to its row
 
     # Loading ---------------------------------------------------------------------------------------
 
@@ -98,6 +110,9 @@ class ModelServer:
                 .select_related("deployment", "model_version")
                 .order_by("deployment__name", "-traffic_weight", "-id")
             )
+            canaries = set(
+                Rollout.objects.filter(status__in=ACTIVE_ROLLOUT_STATUSES).values_list("revision_id", flat=True)
+            )
             table: dict[str, list[Served]] = {}
             cache: dict[int, Served] = {}
             for row in rows:
@@ -107,11 +122,29 @@ class ModelServer:
                 cache[key] = loaded
                 served = Served(
                     row.deployment.name, row.pk, key, row.model_version.version, row.traffic_weight,
-                    loaded.model, loaded.error,
+                    loaded.model, loaded.error, row.deployment_id, "canary" if row.pk in canaries else "stable",
                 )  # fmt: skip
                 table.setdefault(served.deployment, []).append(served)
             self.table, self.cache = table, cache  # the swap: requests read one reference or the other
             self.refreshed = True
+            self._report_loads(rows, cache)
+
+    def _report_loads(self, rows: list[DeploymentRevision], cache: dict[int, Served]) -> None:
+        """Tell the rollout job (through the revision row) that a revision is loaded, or why it is not."""
+        for row in rows:
+            loaded = cache[row.model_version_id]
+            outcome = "loaded" if loaded.model is not None else loaded.error
+            if self._reported.get(row.pk) == outcome:
+                continue
+            if loaded.model is not None:
+                DeploymentRevision.objects.filter(pk=row.pk, loaded_at__isnull=True).update(
+                    loaded_at=timezone.now(), load_error=""
+                )
+            else:
+                DeploymentRevision.objects.filter(pk=row.pk, loaded_at__isnull=True).update(
+                    load_error=loaded.error[:4000]
+                )
+            self._reported[row.pk] = outcome
 
     def _reuse(self, key: int) -> Served | None:
         """The version as loaded before, unless its load failed."""
@@ -133,6 +166,8 @@ class ModelServer:
         return Served(row.deployment.name, row.pk, version.pk, version.version, row.traffic_weight, model)
 
     def start_polling(self) -> None:
+        self.prediction_log.start()
+
         def loop() -> None:
             while not self._stop.is_set():
                 try:
@@ -147,7 +182,9 @@ class ModelServer:
         threading.Thread(target=loop, name="deployment-poller", daemon=True).start()
 
     def stop(self) -> None:
+        """Stop polling and write the prediction log that is still queued (a clean shutdown loses none)."""
         self._stop.set()
+        self.prediction_log.stop()
 
     @property
     def ready(self) -> bool:
@@ -172,10 +209,11 @@ class ModelServer:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
-        request_id = environ.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex
+        request_id = (environ.get("HTTP_X_REQUEST_ID") or "")[:64] or uuid.uuid4().hex
         labels = {"deployment": "", "model_version": "", "route": "other"}
+        record: dict[str, Any] = {}
         try:
-            status, body, content_type = self.dispatch(environ, labels)
+            status, body, content_type = self.dispatch(environ, labels, record)
         except Exception:
             logger.exception("model server: unexpected error (request %s)", request_id)
             status, body, content_type = 500, {"error": "internal error"}, "application/json"
@@ -184,11 +222,23 @@ class ModelServer:
             f"{status} {_REASONS.get(status, '')}",
             [("Content-Type", content_type), ("Content-Length", str(len(payload))), ("X-Request-Id", request_id)],
         )
+        elapsed = time.perf_counter() - started
         if labels["route"] not in ("/metrics", "/health", "/ready"):
-            self.latency.labels(status=str(status), **labels).observe(time.perf_counter() - started)
+            self.latency.labels(status=str(status), **labels).observe(elapsed)
+        served = record.get("served")
+        if served is not None:
+            self.prediction_log.log(
+                time=timezone.now(), request_id=request_id, deployment_id=served.deployment_id,
+                revision_id=served.revision_id, model_version=served.version, arm=served.arm,
+                latency_ms=elapsed * 1000, status=status, error=record.get("error", ""), rows=record.get("rows", 0),
+                inputs=record.get("inputs"), outputs=record.get("outputs"),
+            )  # fmt: skip
         return [payload]
 
-    def dispatch(self, environ: dict[str, Any], labels: dict[str, str]) -> tuple[int, Any, str]:
+    def dispatch(
+        self, environ: dict[str, Any], labels: dict[str, str], record: dict[str, Any] | None = None
+    ) -> tuple[int, Any, str]:
+        record = {} if record is None else record
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if path in ("/health", "/ready", "/metrics"):
@@ -205,10 +255,10 @@ class ModelServer:
             match = pattern.match(path)
             if match:
                 labels["route"] = route
-                return self.predict(environ, method, match["name"], protocol, labels)
+                return self.predict(environ, method, match["name"], protocol, labels, record)
         if path == "/invocations":
             labels["route"] = "/invocations"
-            return self.predict(environ, method, self._only_deployment(environ), "mlflow", labels)
+            return self.predict(environ, method, self._only_deployment(environ), "mlflow", labels, record)
         match = TF_STATUS.match(path)
         if match and method == "GET":
             labels["route"] = "/v1/models/{name}"
@@ -251,8 +301,16 @@ class ModelServer:
         )
 
     def predict(
-        self, environ: dict[str, Any], method: str, name: str, protocol: str, labels: dict[str, str]
+        self,
+        environ: dict[str, Any],
+        method: str,
+        name: str,
+        protocol: str,
+        labels: dict[str, str],
+        record: dict[str, Any],
     ) -> tuple[int, Any, str]:
+        """Answer one prediction request; `record` gets what the prediction log keeps of it."""
+
         def error(status: int, message: str, code: str = "INVALID_PARAMETER_VALUE") -> tuple[int, Any, str]:
             if protocol == "tf":
                 return status, {"error": message}, "application/json"
@@ -269,25 +327,35 @@ class ModelServer:
                 message = f"Servable not found for request: Latest({name})"
             return error(404, message, "RESOURCE_DOES_NOT_EXIST")
         labels["deployment"], labels["model_version"] = served.deployment, str(served.version)
+        record["served"] = served
         assert served.model is not None
         try:
-            body = json.loads(self._read_body(environ))
+            raw = self._read_body(environ)
+            body = json.loads(raw)
+            if len(raw) <= settings.MODEL_SERVER_LOG_MAX_BODY_BYTES and _sampled():
+                record["inputs"] = body
             features = (inputs.parse_tf_serving if protocol == "tf" else inputs.parse_mlflow)(served.model, body)
         except HttpError as exc:
             self.errors.labels(served.deployment, str(served.version), "too_large").inc()
+            record["error"] = "too_large"
             return error(exc.status, str(exc), exc.code)
         except (ValueError, inputs.InputError) as exc:  # JSONDecodeError is a ValueError
             self.errors.labels(served.deployment, str(served.version), "bad_input").inc()
+            record["error"] = "bad_input"
             message = str(exc) if isinstance(exc, inputs.InputError) else f"the body is not valid JSON: {exc}"
             return error(400, message)
         try:
             predictions = inputs.to_json(served.model.predict(features))
         except Exception as exc:
             self.errors.labels(served.deployment, str(served.version), "model_error").inc()
+            record["error"] = "model_error"
             logger.warning("deployment %s v%s: prediction failed: %s", served.deployment, served.version, exc)
             return error(400, f"the model could not predict on this input: {exc}")
         rows = len(predictions) if isinstance(predictions, list) else 1
         self.predictions.labels(served.deployment, str(served.version)).inc(rows)
+        record["rows"] = rows
+        if "inputs" in record or rows <= 1000:  # outputs are small next to inputs; kept for drift and accuracy
+            record["outputs"] = predictions
         return 200, {"predictions": predictions}, "application/json"
 
     def _read_body(self, environ: dict[str, Any]) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import django
@@ -13,3 +14,5 @@ from deployments.server.app import ModelServer  # noqa: E402  (needs the apps lo
 
 app = ModelServer()
 app.start_polling()
+# Gunicorn's worker exits through sys.exit on SIGTERM/SIGINT: write the queued prediction log first.
+atexit.register(app.stop)

@@ -73,3 +73,15 @@ def keras_saver(model: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
         shutil.copytree(_SAVED[id(model)], path)
 
     return save
+
+
+def serve_now(deployment: Any, target: Any = None, *, actor: Any) -> Any:
+    """Deploy `target` and finish its rollout at once, as the rollout job does once validation and the
+    gates pass. For tests of what follows a deploy; tests/deployments/test_rollouts.py runs the job itself."""
+    from deployments import services
+
+    rollout = services.deploy(deployment, target, actor=actor)
+    rollout = services.shift_traffic(rollout, len(rollout.steps) - 1)
+    services.complete_rollout(rollout, actor=actor)
+    rollout.revision.refresh_from_db()
+    return rollout.revision

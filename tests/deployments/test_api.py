@@ -8,10 +8,12 @@ from typing import Any
 from django.test import Client
 
 from deployments import services
+from deployments.models import Deployment
 from registry import services as registry_services
 from registry.models import RegisteredModel
 from tests.conftest import bearer
-from tests.deployments.conftest import add_version
+from tests.datasets.factories import push
+from tests.deployments.conftest import add_version, serve_now
 
 API = "/api/v1/deployments/"
 
@@ -31,27 +33,48 @@ def test_an_editor_creates_deploys_and_rolls_back(
     assert created.json()["canary_steps"] == [10, 50, 100]
     first = editor_client.post(f"{API}churn/deploy/", {}, content_type="application/json")
     assert first.status_code == 201, first.content
-    assert first.json()["model_version"] == 1
-    second = editor_client.post(f"{API}churn/deploy/", {"version": 2}, content_type="application/json")
-    assert second.json()["model_version"] == 2
+    # The first deploy has nothing to split traffic with: one step, at once (its job validates it first).
+    assert {k: first.json()[k] for k in ("model_version", "status", "steps", "strategy", "baseline_version")} == {
+        "model_version": 1, "status": "queued", "steps": [100], "strategy": "canary", "baseline_version": None,
+    }  # fmt: skip
+    deployment = services.current_rollout(Deployment.objects.get(name="churn")).deployment
+    services.rollback_rollout(services.current_rollout(deployment), actor=editor)  # stands in for the job here
+    first_revision = serve_now(deployment, 1, actor=editor)
+    serve_now(deployment, 2, actor=editor)
     detail = editor_client.get(f"{API}churn/").json()
     assert [r["model_version"] for r in detail["active_revisions"]] == [2]
-    back = editor_client.post(
-        f"{API}churn/rollback/", {"revision": first.json()["id"]}, content_type="application/json"
-    )
+    back = editor_client.post(f"{API}churn/rollback/", {"revision": first_revision.pk}, content_type="application/json")
     assert back.status_code == 200, back.content
     events = editor_client.get(f"{API}churn/events/").json()["results"]
-    assert [e["kind"] for e in events] == [
-        "rolled_back",
-        "promoted",
-        "rollout_started",
-        "promoted",
-        "rollout_started",
-        "created",
-    ]
+    assert [e["kind"] for e in events][:4] == ["rolled_back", "promoted", "traffic_shifted", "rollout_started"]
     assert events[0]["actor"] == "erin"
     revisions = editor_client.get(f"{API}churn/revisions/").json()["results"]
-    assert {r["model_version"]: r["state"] for r in revisions} == {1: "active", 2: "retired"}
+    assert [(r["model_version"], r["state"]) for r in revisions] == [(2, "retired"), (1, "active"), (1, "retired")]
+
+
+def test_gates_are_set_when_creating_and_a_bad_one_is_a_400_naming_it(
+    editor_client: Client, registered_model: RegisteredModel, editor: Any
+) -> None:
+    push("holdout", b"x0,x1,label\n1,2,1\n", filename="h.csv", author=editor)
+    created = _create(
+        editor_client, holdout_dataset="holdout", holdout_version=1, target_column="label", min_accuracy=0.8,
+        champion_margin=0.02, latency_budget_ms=25, max_error_rate=0.01, min_canary_requests=100,
+    )  # fmt: skip
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["holdout_dataset_version"] == {"dataset": "holdout", "version": 1}
+    assert (body["min_accuracy"], body["latency_budget_ms"], body["min_canary_requests"]) == (0.8, 25.0, 100)
+    for extra, field in (
+        ({"min_accuracy": 1.5}, "min_accuracy"),
+        ({"holdout_dataset": "holdout"}, "holdout_version"),
+        ({"holdout_dataset": "holdout", "holdout_version": 9}, "holdout_version"),
+        ({"holdout_dataset": "holdout", "holdout_version": 1}, "target_column"),
+        ({"min_accuracy": 0.5}, "holdout_dataset_version"),
+    ):
+        response = _create(editor_client, name="other", **extra)
+        assert response.status_code == 400, (extra, response.content)
+        assert response.json()["error"]["field"] == field, extra
+    assert Deployment.objects.count() == 1
 
 
 def test_bad_input_is_a_400_naming_the_field(editor_client: Client, registered_model: RegisteredModel) -> None:
@@ -85,7 +108,7 @@ def test_the_list_reads_a_fixed_number_of_queries(
 ) -> None:
     add_version(registered_model, editor)
     for i in range(5):
-        services.deploy(services.create_deployment(f"d{i}", registered_model, "1", owner=editor), actor=editor)
+        serve_now(services.create_deployment(f"d{i}", registered_model, "1", owner=editor), actor=editor)
     with django_assert_max_num_queries(8):
         assert len(viewer_client.get(API).json()["results"]) == 5
 
@@ -110,7 +133,7 @@ def test_deleting_a_deployed_model_or_version_is_a_400_naming_the_deployment(
 ) -> None:
     version = add_version(registered_model, editor)
     deployment = services.create_deployment("served-api", registered_model, 1, owner=editor)
-    services.deploy(deployment, version, actor=editor)
+    serve_now(deployment, version, actor=editor)
     api = Client(**bearer(editor))
     for path, body in (
         ("model-versions/delete", {"name": registered_model.name, "version": "1"}),

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from deployments import services
 from deployments.server.app import ModelServer
 from registry.models import RegisteredModel
-from tests.deployments.conftest import FEATURES, add_version, keras_saver, train_keras
+from tests.deployments.conftest import FEATURES, add_version, keras_saver, serve_now, train_keras
 
 
 @functools.cache
@@ -53,7 +53,7 @@ def served(
 ) -> tuple[ModelServer, Any]:
     version = add_version(registered_model, editor, keras_saver(trained(1), tmp_path_factory))
     deployment = services.create_deployment("churn", registered_model, str(version.version), owner=editor)
-    services.deploy(deployment, actor=editor)
+    serve_now(deployment, actor=editor)
     app = ModelServer(CollectorRegistry())
     app.refresh()
     return app, deployment
@@ -152,7 +152,7 @@ def test_it_swaps_to_a_new_revision_after_loading_it(
     app, deployment = served
     v2 = add_version(registered_model, editor, keras_saver(trained(2), tmp_path_factory))
     before = app.table
-    services.deploy(deployment, v2, actor=editor)
+    serve_now(deployment, v2, actor=editor)
     # Until the refresh, the old revision keeps answering.
     np.testing.assert_allclose(
         call(app, "POST", "/invocations", {"instances": ROWS})[2]["predictions"], expected(1), rtol=1e-5
@@ -168,7 +168,7 @@ def test_with_several_deployments_invocations_needs_a_name(
     served: Any, registered_model: RegisteredModel, editor: Any
 ) -> None:
     app, _ = served
-    services.deploy(services.create_deployment("churn-b", registered_model, "1", owner=editor), actor=editor)
+    serve_now(services.create_deployment("churn-b", registered_model, "1", owner=editor), actor=editor)
     app.refresh()
     assert call(app, "POST", "/invocations", {"instances": ROWS})[0] == 400
     assert call(app, "POST", "/invocations", {"instances": ROWS}, X_Deployment="churn-b")[0] == 200
@@ -180,7 +180,7 @@ def test_a_pickled_flavour_is_refused_unless_an_admin_allows_it(registered_model
         (path / "MLmodel").write_text("flavors:\n  sklearn: {pickled_model: model.pkl}\n  python_function: {}\n")
 
     version = add_version(registered_model, editor, sklearn_model)
-    services.deploy(services.create_deployment("pickled", registered_model, "1", owner=editor), version, actor=editor)
+    serve_now(services.create_deployment("pickled", registered_model, "1", owner=editor), version, actor=editor)
     app = ModelServer(CollectorRegistry())
     app.refresh()
     status, _, body = call(app, "GET", "/ready")

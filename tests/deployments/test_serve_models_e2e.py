@@ -15,7 +15,7 @@ import pytest
 
 from deployments import services
 from registry.models import RegisteredModel
-from tests.deployments.conftest import FEATURES, add_version, keras_saver, train_keras
+from tests.deployments.conftest import FEATURES, add_version, keras_saver, serve_now, train_keras
 from tests.services import Process, child_env, require_postgres, running, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +48,7 @@ def test_the_model_server_process_serves_a_deployed_keras_model_over_http(
     require_postgres()
     model = train_keras(3)
     version = add_version(registered_model, editor, keras_saver(model, tmp_path_factory))
-    services.deploy(services.create_deployment("churn", registered_model, "1", owner=editor), version, actor=editor)
+    serve_now(services.create_deployment("churn", registered_model, "1", owner=editor), version, actor=editor)
     env = child_env(tmp_path, ARTIFACT_ROOT=str(store), MODEL_SERVER_POLL_SECONDS="0.5")
     port = free_port()
     server = Process("modelserver", [sys.executable, "manage.py", "serve_models", "--port", str(port)], env)

@@ -11,7 +11,7 @@ from deployments import services
 from deployments.models import DeploymentEvent, RevisionState, Strategy
 from registry import services as registry
 from registry.models import RegisteredModel
-from tests.deployments.conftest import add_version
+from tests.deployments.conftest import add_version, serve_now
 
 
 @pytest.fixture
@@ -65,10 +65,15 @@ def test_deploying_the_alias_serves_its_version_at_full_traffic(
     add_version(registered_model, editor)
     v2 = add_version(registered_model, editor)
     registry.set_alias(registered_model, "champion", v2, actor=editor)
-    revision = services.deploy(deployment, actor=editor)
+    revision = serve_now(deployment, actor=editor)
     assert (revision.model_version, revision.state, revision.traffic_weight) == (v2, RevisionState.ACTIVE, 100)
     kinds = list(deployment.events.order_by("id").values_list("kind", "from_version", "to_version"))
-    assert kinds == [("created", None, None), ("rollout_started", None, 2), ("promoted", None, 2)]
+    assert kinds == [
+        ("created", None, None),
+        ("rollout_started", None, 2),
+        ("traffic_shifted", None, 2),
+        ("promoted", None, 2),
+    ]
 
 
 def test_a_new_deploy_retires_the_previous_revision(
@@ -76,8 +81,8 @@ def test_a_new_deploy_retires_the_previous_revision(
 ) -> None:
     add_version(registered_model, editor)
     add_version(registered_model, editor)
-    first = services.deploy(deployment, 1, actor=editor)
-    second = services.deploy(deployment, "2", actor=editor)
+    first = serve_now(deployment, 1, actor=editor)
+    second = serve_now(deployment, "2", actor=editor)
     first.refresh_from_db()
     assert (first.state, first.traffic_weight) == (RevisionState.RETIRED, 0)
     assert services.active_revisions(deployment) == [second]
@@ -89,9 +94,9 @@ def test_an_unknown_version_or_alias_is_refused(
     deployment: Any, registered_model: RegisteredModel, editor: Any
 ) -> None:
     with pytest.raises(services.DeploymentError, match="no alias 'champion'"):
-        services.deploy(deployment, actor=editor)
+        serve_now(deployment, actor=editor)
     with pytest.raises(services.DeploymentError, match="no version 7"):
-        services.deploy(deployment, 7, actor=editor)
+        serve_now(deployment, 7, actor=editor)
 
 
 def test_rollback_serves_the_earlier_revision_again(
@@ -99,8 +104,8 @@ def test_rollback_serves_the_earlier_revision_again(
 ) -> None:
     add_version(registered_model, editor)
     add_version(registered_model, editor)
-    first = services.deploy(deployment, 1, actor=editor)
-    second = services.deploy(deployment, 2, actor=editor)
+    first = serve_now(deployment, 1, actor=editor)
+    second = serve_now(deployment, 2, actor=editor)
     services.rollback(deployment, first, actor=editor)
     first.refresh_from_db()
     second.refresh_from_db()

@@ -15,6 +15,7 @@ from registry import services
 from registry.models import ModelVersion
 from tests.conftest import bearer, make_user
 from tests.datasets.factories import push
+from tests.deployments.conftest import serve_now
 from tests.experiments.factories import ExperimentFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
@@ -85,7 +86,7 @@ def test_the_version_page_lists_deployments_serving_a_model_trained_on_it(
 
     model_version = register(editor, run)
     deployment = deployments.create_deployment("iris-api", model_version.model, 1, owner=editor)
-    deployments.deploy(deployment, model_version, actor=editor)
+    serve_now(deployment, model_version, actor=editor)
     html = editor_client.get("/datasets/iris/versions/1/").content.decode()
     table = html[html.index('id="downstream-table"') :]
     assert "iris-api" in table and "staging, 100% of traffic" in table

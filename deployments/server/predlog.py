@@ -1,0 +1,79 @@
+"""Prediction logging off the request path: requests append to a queue, a thread writes it in batches.
+
+A request pays for one `deque.append`; the writer thread wakes every MODEL_SERVER_LOG_FLUSH_SECONDS and
+bulk-inserts what piled up. A failed write keeps the batch for the next flush (up to the queue cap), and
+`stop()` flushes what is left, so a clean shutdown loses nothing. Beyond MAX_QUEUED rows (the database is
+down for long) the oldest are dropped and counted, rather than the server running out of memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import Any
+
+from django.db import close_old_connections, transaction
+
+from deployments.models import PredictionLog
+
+logger = logging.getLogger(__name__)
+
+MAX_QUEUED = 200_000
+INSERT_BATCH = 2_000
+
+
+class PredictionLogger:
+    def __init__(self, flush_seconds: float) -> None:
+        self.flush_seconds = flush_seconds
+        self._queue: deque[PredictionLog] = deque()
+        self._stop = threading.Event()
+        self._flush_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.dropped = 0
+
+    def log(self, **fields: Any) -> None:
+        """Queue one prediction; never blocks on the database."""
+        self._queue.append(PredictionLog(**fields))
+        while len(self._queue) > MAX_QUEUED:
+            self._queue.popleft()
+            self.dropped += 1
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def flush(self) -> int:
+        """Write everything queued so far; returns the rows written."""
+        with self._flush_lock:
+            batch: list[PredictionLog] = []
+            while self._queue and len(batch) < MAX_QUEUED:
+                batch.append(self._queue.popleft())
+            if not batch:
+                return 0
+            try:
+                with transaction.atomic():  # all or nothing, so a retried batch is never written twice
+                    PredictionLog.objects.bulk_create(batch, batch_size=INSERT_BATCH)
+            except Exception:
+                # Keep the rows for the next flush, ahead of newer ones (a database blip loses nothing).
+                logger.warning("prediction log: writing %d rows failed; will retry", len(batch), exc_info=True)
+                self._queue.extendleft(reversed(batch))
+                close_old_connections()
+                return 0
+            self.written += len(batch)
+            return len(batch)
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self.flush_seconds):
+                self.flush()
+                close_old_connections()
+
+        self._thread = threading.Thread(target=loop, name="prediction-log-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
