@@ -244,6 +244,8 @@ DATASET_S3_PART_BYTES = env_int("DATASET_S3_PART_BYTES", 8 * 1024**2, minimum=5 
 
 # The model server (deployments/server/, `manage.py serve_models`).
 MODEL_SERVER_PORT = env_int("MODEL_SERVER_PORT", 8001, minimum=1, maximum=65535)
+# Where users reach the model server (shown on the deployment pages and in their examples).
+MODEL_SERVER_URL = env_str("MODEL_SERVER_URL", f"http://127.0.0.1:{MODEL_SERVER_PORT}").rstrip("/")
 # Largest prediction request body; bigger ones get 413.
 MODEL_SERVER_MAX_BODY_BYTES = env_int("MODEL_SERVER_MAX_BODY_BYTES", 10 * 1024**2, minimum=1024)
 # How often the server looks for changed active revisions.
