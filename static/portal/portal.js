@@ -98,5 +98,28 @@
       button.addEventListener("click", function () { copyText(button); });
     });
     document.querySelectorAll("[data-poll]").forEach(function (wrap) { window.setTimeout(function () { poll(wrap); }, 1000); });
+    if (document.querySelector("[data-refresh]")) scheduleRefresh();
   });
+
+  // Live sections: elements with data-refresh="<seconds>" (and an id) are fetched again from this
+  // page's URL, all in one request, and swapped for their new copies, until no copy asks for more.
+  function scheduleRefresh() {
+    var first = document.querySelector("[data-refresh]");
+    if (!first) return;
+    var seconds = Number(first.getAttribute("data-refresh")) || 3;
+    window.setTimeout(function () {
+      fetch(window.location.href, { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+        .then(function (html) {
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          document.querySelectorAll("[data-refresh]").forEach(function (el) {
+            var fresh = el.id && doc.getElementById(el.id);
+            if (fresh) el.replaceWith(fresh);
+            else el.removeAttribute("data-refresh");
+          });
+          scheduleRefresh();
+        })
+        .catch(function () { window.setTimeout(scheduleRefresh, 5000); });
+    }, seconds * 1000);
+  }
 })();
