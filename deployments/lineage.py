@@ -34,7 +34,7 @@ def deployments_downstream(version: DatasetVersion, user: Any) -> list[Downstrea
         Downstream(
             "deployment",
             revision.deployment.name,
-            reverse("deployments:index"),
+            reverse("deployments:detail", args=[revision.deployment.name]),
             context=f"{revision.model_version.model.name} v{revision.model_version.version}",
             context_url=reverse("registry:model", args=[revision.model_version.model.name]),
             status=f"{revision.deployment.environment}, {revision.traffic_weight}% of traffic",

@@ -17,7 +17,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import role_required
-from deployments import services
+from deployments import queries, services
 from deployments.models import ACTIVE_ROLLOUT_STATUSES, Deployment, DeploymentRevision, RevisionState, Rollout
 from experiments.models import Permission
 from registry.models import ModelVersion, RegisteredModelAlias
@@ -90,6 +90,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
     current = next((r for r in history if r.is_active), None)
     shown = current or (history[0] if history else None)
     model = deployment.registered_model
+    asked = _serving_at(request, deployment, revisions)
     return render(
         request,
         "deployments/detail.html",
@@ -107,8 +108,23 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             .order_by("alias")
             .values_list("alias", flat=True),
             "model_server_url": settings.MODEL_SERVER_URL,
+            "asked": asked,
         },
     )
+
+
+def _serving_at(request: HttpRequest, deployment: Deployment, revisions: list[DeploymentRevision]) -> dict | None:
+    """The answer to "which version served at T?" when the page was asked it (`?at=`)."""
+    raw = request.GET.get("at", "").strip()
+    if not raw:
+        return None
+    when = queries.parse_moment(raw)
+    if when is None:
+        return {"raw": raw, "error": "Give a date and time, e.g. 2026-12-01 14:00 (UTC)."}
+    serving = queries.serving_at(deployment, when)
+    retired = {r.model_version.version: r for r in revisions if r.state == RevisionState.RETIRED}
+    rows = [(v, serving.weights[v], retired.get(v)) for v in serving.versions]
+    return {"raw": raw, "when": when, "rows": rows, "since": serving.since}
 
 
 def _back(deployment: Deployment) -> HttpResponse:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
 
 from datasets.models import DatasetVersion
 from deployments.models import Deployment, DeploymentEvent, DeploymentRevision, Environment, Rollout, Strategy
+from deployments.queries import Serving
 
 
 class RevisionSerializer(serializers.ModelSerializer):
@@ -140,3 +142,23 @@ class RollbackSerializer(serializers.Serializer):
     """A revision to serve again; without one, the rollout in flight is rolled back."""
 
     revision = serializers.IntegerField(min_value=1, required=False)
+
+
+class ServingSerializer(serializers.Serializer):
+    """What served at a moment: versions with weights, and the event that set the split."""
+
+    deployment = serializers.CharField()
+    at = serializers.DateTimeField()
+    versions = serializers.ListField(child=serializers.DictField())
+    since = serializers.DateTimeField(allow_null=True)
+    event = serializers.IntegerField(allow_null=True)
+
+    @staticmethod
+    def of(deployment: Deployment, at: datetime, serving: Serving) -> dict[str, Any]:
+        return {
+            "deployment": deployment.name,
+            "at": at.isoformat(),
+            "versions": [{"version": v, "traffic_weight": serving.weights[v]} for v in serving.versions],
+            "since": serving.since.time.isoformat() if serving.since else None,
+            "event": serving.since.pk if serving.since else None,
+        }

@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from deployments import services
+from deployments import queries, services
 from deployments.api.serializers import (
     DeploymentCreateSerializer,
     DeploymentSerializer,
@@ -21,6 +21,7 @@ from deployments.api.serializers import (
     RevisionSerializer,
     RollbackSerializer,
     RolloutSerializer,
+    ServingSerializer,
 )
 from deployments.models import ACTIVE_ROLLOUT_STATUSES, NAME_PATTERN, Deployment, DeploymentRevision, Rollout
 from experiments.models import Permission
@@ -173,6 +174,20 @@ class DeploymentViewSet(
         except services.DeploymentError as error:
             raise _validation_error(error) from None
         return Response(RevisionSerializer(revision_).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("at", str, description="ISO 8601 time; without an offset it is UTC")],
+        responses={200: ServingSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def serving(self, request: Request, name: str) -> Response:
+        """Which versions served, at which weights, at time `at` (default now), from the timeline."""
+        deployment = self.get_object()
+        when = queries.parse_moment(request.query_params.get("at"))
+        if when is None:
+            raise exceptions.ValidationError({"at": ["give an ISO 8601 time, e.g. 2026-12-01T14:00:00Z"]})
+        serving = queries.serving_at(deployment, when)
+        return Response(ServingSerializer.of(deployment, when, serving))
 
     @extend_schema(responses={200: RolloutSerializer(many=True)})
     @action(detail=True, methods=["get"])
