@@ -9,4 +9,5 @@ urlpatterns = [
     path("<str:name>/deploy", views.deploy, name="deploy"),
     path("<str:name>/rollout/<str:action>", views.command, name="command"),
     path("<str:name>/revisions/<int:revision>/rollback", views.rollback, name="rollback"),
+    path("<str:name>/manifests.yaml", views.manifests, name="manifests"),
 ]

@@ -17,7 +17,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import role_required
-from deployments import queries, services
+from deployments import kubernetes, queries, services
 from deployments.models import ACTIVE_ROLLOUT_STATUSES, Deployment, DeploymentRevision, RevisionState, Rollout
 from experiments.models import Permission
 from registry.models import ModelVersion, RegisteredModelAlias
@@ -177,3 +177,11 @@ def rollback(request: HttpRequest, name: str, revision: int) -> HttpResponse:
     else:
         messages.success(request, f"Version {target.model_version.version} serves all the traffic again.")
     return _back(deployment)
+
+
+def manifests(request: HttpRequest, name: str) -> HttpResponse:
+    """The deployment's Kubernetes manifests as a download (the API's `manifests/` gives the same file)."""
+    deployment = _deployment_or_404(request, name)
+    response = HttpResponse(kubernetes.manifests_yaml(deployment), content_type="application/yaml")
+    response["Content-Disposition"] = f'attachment; filename="{deployment.name}-kubernetes.yaml"'
+    return response

@@ -252,6 +252,15 @@ MODEL_SERVER_MAX_BODY_BYTES = env_int("MODEL_SERVER_MAX_BODY_BYTES", 10 * 1024**
 MODEL_SERVER_POLL_SECONDS = env_float("MODEL_SERVER_POLL_SECONDS", 5.0, minimum=0.1)
 # Model flavours the server may unpickle (e.g. `sklearn`); Keras/TensorFlow models never need it.
 MODEL_SERVER_ALLOWED_PICKLE_FLAVORS = [f.lower() for f in env_list("MODEL_SERVER_ALLOWED_PICKLE_FLAVORS", [])]
+# Serve only these deployments (comma-separated names); empty serves every active one. Kubernetes runs one
+# model server Deployment per portal deployment this way (deployments/kubernetes.py).
+MODEL_SERVER_DEPLOYMENTS = env_list("MODEL_SERVER_DEPLOYMENTS", [])
+
+# Generated Kubernetes manifests (deployments/kubernetes.py): where they go and what they reference.
+KUBERNETES_NAMESPACE = env_str("KUBERNETES_NAMESPACE", "default")
+KUBERNETES_IMAGE = env_str("KUBERNETES_IMAGE", "mlops-portal:latest")
+KUBERNETES_SECRET = env_str("KUBERNETES_SECRET", "mlops-portal")  # holds DATABASE_URL and SECRET_KEY
+KUBERNETES_ARTIFACT_PVC = env_str("KUBERNETES_ARTIFACT_PVC", "mlops-portal-artifacts")
 # Prediction logging: the share of requests whose body is kept (outputs and latency are always kept),
 # and how often the server's background writer flushes its batch to the database.
 MODEL_SERVER_LOG_INPUT_SAMPLE_RATE = min(env_float("MODEL_SERVER_LOG_INPUT_SAMPLE_RATE", 1.0, minimum=0.0), 1.0)

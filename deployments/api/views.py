@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from deployments import queries, services
+from deployments import kubernetes, queries, services
 from deployments.api.serializers import (
     DeploymentCreateSerializer,
     DeploymentSerializer,
@@ -188,6 +190,21 @@ class DeploymentViewSet(
             raise exceptions.ValidationError({"at": ["give an ISO 8601 time, e.g. 2026-12-01T14:00:00Z"]})
         serving = queries.serving_at(deployment, when)
         return Response(ServingSerializer.of(deployment, when, serving))
+
+    @extend_schema(
+        parameters=[OpenApiParameter("namespace", str, description="default KUBERNETES_NAMESPACE")],
+        responses={(200, "application/yaml"): OpenApiTypes.STR},
+    )
+    @action(detail=True, methods=["get"])
+    def manifests(self, request: Request, name: str) -> HttpResponse:
+        """Kubernetes manifests (ConfigMap, Deployment, Service) of this deployment, as one YAML file."""
+        deployment = self.get_object()
+        namespace = request.query_params.get("namespace") or None
+        if namespace is not None and not kubernetes.is_dns_label(namespace):
+            raise exceptions.ValidationError({"namespace": ["a namespace is a DNS label of at most 63 characters"]})
+        response = HttpResponse(kubernetes.manifests_yaml(deployment, namespace=namespace), "application/yaml")
+        response["Content-Disposition"] = f'attachment; filename="{deployment.name}-kubernetes.yaml"'
+        return response
 
     @extend_schema(responses={200: RolloutSerializer(many=True)})
     @action(detail=True, methods=["get"])

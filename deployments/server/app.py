@@ -105,10 +105,13 @@ class ModelServer:
     def refresh(self) -> None:
         """Load what became active, then swap the table; models no longer active are dropped."""
         with self._refresh_lock:
+            active = DeploymentRevision.objects.filter(state=RevisionState.ACTIVE)
+            if settings.MODEL_SERVER_DEPLOYMENTS:  # one server per deployment (Kubernetes)
+                active = active.filter(deployment__name__in=settings.MODEL_SERVER_DEPLOYMENTS)
             rows = list(
-                DeploymentRevision.objects.filter(state=RevisionState.ACTIVE)
-                .select_related("deployment", "model_version")
-                .order_by("deployment__name", "-traffic_weight", "-id")
+                active.select_related("deployment", "model_version").order_by(
+                    "deployment__name", "-traffic_weight", "-id"
+                )
             )
             canaries = set(
                 Rollout.objects.filter(status__in=ACTIVE_ROLLOUT_STATUSES).values_list("revision_id", flat=True)
