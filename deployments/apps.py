@@ -7,6 +7,7 @@ class DeploymentsConfig(AppConfig):
     name = "deployments"
 
     def ready(self) -> None:
-        from deployments import handlers, lineage  # noqa: F401  (handlers registers the job types)
+        from deployments import handlers, lineage, registry_page  # noqa: F401  (handlers registers job types)
 
         lineage.register()
+        registry_page.register()

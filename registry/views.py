@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -20,14 +21,16 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from experiments.mlflow_api.common import MlflowError
-from experiments.models import PERMISSION_RANK, Permission
+from experiments.models import PERMISSION_RANK, LatestMetric, Permission
 from experiments.permissions import visible_experiments
 from registry import permissions, services
 from registry.lookups import registered_model_for, version_for
 from registry.models import ModelVersion, RegisteredModel, RegisteredModelAlias, RegistryEvent, Stage
+from registry.page_hooks import model_page_extras
 
 MODELS_PER_PAGE = 50
 TIMELINE_EVENTS = 200
+SIDE_BY_SIDE_METRICS = 6
 
 
 def ms_to_datetime(ms: int | None) -> datetime | None:
@@ -82,9 +85,13 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         version.created = ms_to_datetime(version.creation_timestamp)
         if version.run is not None and version.run.experiment_id not in readable:
             version.run = None  # a run is seen through its experiment's permission, not the model's
-    events = list(RegistryEvent.objects.filter(model=model).order_by("-timestamp", "-id")[:TIMELINE_EVENTS])
+    events: list[Any] = list(RegistryEvent.objects.filter(model=model).order_by("-timestamp", "-id")[:TIMELINE_EVENTS])
     for event in events:
         event.when = ms_to_datetime(event.timestamp)
+    extras = model_page_extras(model, request.user)
+    # Deployment events (and whatever else apps above add) interleave with the registry's own, newest first.
+    events = sorted([*events, *extras.timeline], key=lambda e: e.when, reverse=True)[:TIMELINE_EVENTS]
+    metric_keys = _source_metrics(versions)
     can_edit = permissions.level_for(request.user, model) >= PERMISSION_RANK[Permission.EDIT]
     return render(
         request,
@@ -98,8 +105,29 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
             "stages": [s.value for s in Stage],
             "tags": model.tags.order_by("key"),
             "updated": ms_to_datetime(model.last_updated_timestamp),
+            "placements": extras.placements,
+            "metric_keys": metric_keys,
         },
     )
+
+
+def _source_metrics(versions: list[ModelVersion]) -> list[str]:
+    """The source runs' latest metrics side by side: the most common keys (at most SIDE_BY_SIDE_METRICS),
+    and each version's values, set on `version.metric_values` in key order (one query)."""
+    run_ids = {v.run_id for v in versions if v.run is not None}
+    by_run: dict[str, dict[str, float]] = defaultdict(dict)
+    for run_id, key, value in LatestMetric.objects.filter(run_id__in=run_ids).values_list("run_id", "key", "value"):
+        by_run[run_id][key] = value
+    counts: dict[str, int] = defaultdict(int)
+    for values in by_run.values():
+        for key in values:
+            counts[key] += 1
+    keys = sorted(counts, key=lambda k: (-counts[k], k))[:SIDE_BY_SIDE_METRICS]
+    keys.sort()
+    for version in versions:
+        values = by_run.get(version.run_id, {}) if version.run is not None else {}
+        version.metric_values = [values.get(key) for key in keys]
+    return keys
 
 
 def _back(model: RegisteredModel) -> HttpResponse:
