@@ -231,7 +231,8 @@ def main() -> None:
     try:
         raw = raw_call(model_dir, row, 2000)
         mlflow_port = free_port()
-        mlflow_env = dict(os.environ)
+        # `mlflow models serve` execs `uvicorn` by name: the virtualenv's bin must be on PATH.
+        mlflow_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         server = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_dir), "--env-manager", "local",
              "--host", "127.0.0.1", "--port", str(mlflow_port)],
@@ -244,7 +245,8 @@ def main() -> None:
                 **_prefixed(concurrent(mlflow_port, "/invocations", mlflow_body, args.clients, args.seconds)),
             }
         finally:
-            os.killpg(server.pid, 15)
+            if server.poll() is None:
+                os.killpg(server.pid, 15)
             server.wait(timeout=30)
         env = portal_setup(work / "portal", model_dir)
         portal_port = free_port()
@@ -263,7 +265,8 @@ def main() -> None:
                     **_prefixed(concurrent(portal_port, path, body, args.clients, args.seconds)),
                 }
         finally:
-            os.killpg(portal.pid, 15)
+            if portal.poll() is None:
+                os.killpg(portal.pid, 15)
             portal.wait(timeout=30)
     finally:
         shutil.rmtree(work, ignore_errors=True)
