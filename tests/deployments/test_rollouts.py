@@ -316,3 +316,25 @@ def test_scores_are_accuracy_for_classifiers_and_r2_for_regressors(
 ) -> None:
     metric, value = rollouts.score(np.asarray(predictions), np.asarray(truth, dtype=object))
     assert (metric, value) == (expected[0], pytest.approx(expected[1]))
+
+
+def test_blue_green_keeps_blue_loaded_at_zero_while_green_bakes_then_retires_it(
+    registered_model: RegisteredModel, editor: Any
+) -> None:
+    add_version(registered_model, editor, GOOD)
+    add_version(registered_model, editor, GOOD)
+    deployment = deployment_of(registered_model, editor, strategy=Strategy.BLUE_GREEN, bake_seconds=30)
+    blue = serve_now(deployment, 1, actor=editor)
+    rollout = services.deploy(deployment, 2, actor=editor)
+    assert (rollout.steps, rollout.bake_seconds) == ([100], 30)
+    rollout = services.shift_traffic(rollout, 0)  # what the job's single step does
+    blue.refresh_from_db()
+    assert (blue.state, blue.traffic_weight) == ("active", 0)  # still loaded: switching back is instant
+    assert [(r.model_version.version, r.traffic_weight) for r in services.active_revisions(deployment)] == [
+        (2, 100),
+        (1, 0),
+    ]
+    Rollout.objects.filter(pk=rollout.pk).update(status=RolloutStatus.ROLLING_OUT, bake_seconds=0)
+    assert run_job(rollout) == "succeeded"
+    blue.refresh_from_db()
+    assert (blue.state, blue.traffic_weight) == ("retired", 0)
