@@ -1,9 +1,12 @@
 """Prediction logging off the request path: requests append to a queue, a thread writes it in batches.
 
 A request pays for one `deque.append`; the writer thread wakes every MODEL_SERVER_LOG_FLUSH_SECONDS and
-bulk-inserts what piled up. A failed write keeps the batch for the next flush (up to the queue cap), and
-`stop()` flushes what is left, so a clean shutdown loses nothing. Beyond MAX_QUEUED rows (the database is
-down for long) the oldest are dropped and counted, rather than the server running out of memory.
+bulk-inserts what piled up. When the database is unreachable the batch is kept for the next flush (up to
+the queue cap), and `stop()` flushes what is left, so a clean shutdown loses nothing. A batch the database
+refuses for its content (a NaN or a NUL character that PostgreSQL's jsonb rejects, a deployment deleted
+meanwhile) is written row by row instead, and only the refused rows are dropped and counted: one bad row
+must never block the log that canary judgment reads. Beyond MAX_QUEUED rows (the database is down for
+long) the oldest are dropped and counted, rather than the server running out of memory.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import threading
 from collections import deque
 from typing import Any
 
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, transaction
 
 from deployments.models import PredictionLog
 
@@ -29,16 +32,20 @@ class PredictionLogger:
         self._queue: deque[PredictionLog] = deque()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
+        self._append_lock = threading.Lock()  # request threads append and trim; the writer drains
         self._thread: threading.Thread | None = None
         self.written = 0
         self.dropped = 0
+        self.refused = 0
 
     def log(self, **fields: Any) -> None:
         """Queue one prediction; never blocks on the database."""
-        self._queue.append(PredictionLog(**fields))
-        while len(self._queue) > MAX_QUEUED:
-            self._queue.popleft()
-            self.dropped += 1
+        row = PredictionLog(**fields)
+        with self._append_lock:
+            self._queue.append(row)
+            while len(self._queue) > MAX_QUEUED:
+                self._queue.popleft()
+                self.dropped += 1
 
     def pending(self) -> int:
         return len(self._queue)
@@ -47,21 +54,45 @@ class PredictionLogger:
         """Write everything queued so far; returns the rows written."""
         with self._flush_lock:
             batch: list[PredictionLog] = []
-            while self._queue and len(batch) < MAX_QUEUED:
-                batch.append(self._queue.popleft())
+            with self._append_lock:
+                while self._queue and len(batch) < MAX_QUEUED:
+                    batch.append(self._queue.popleft())
             if not batch:
                 return 0
             try:
                 with transaction.atomic():  # all or nothing, so a retried batch is never written twice
                     PredictionLog.objects.bulk_create(batch, batch_size=INSERT_BATCH)
-            except Exception:
-                # Keep the rows for the next flush, ahead of newer ones (a database blip loses nothing).
+            except (OperationalError, InterfaceError):
+                # The database is away: keep the rows for the next flush, ahead of newer ones.
                 logger.warning("prediction log: writing %d rows failed; will retry", len(batch), exc_info=True)
-                self._queue.extendleft(reversed(batch))
+                with self._append_lock:
+                    self._queue.extendleft(reversed(batch))
                 close_old_connections()
                 return 0
+            except DatabaseError:
+                return self._write_one_by_one(batch)
             self.written += len(batch)
             return len(batch)
+
+    def _write_one_by_one(self, batch: list[PredictionLog]) -> int:
+        """Write what the database accepts of a refused batch; drop (and count) the rows it refuses."""
+        written = 0
+        for row in batch:
+            try:
+                with transaction.atomic():
+                    row.save(force_insert=True)
+            except (OperationalError, InterfaceError):
+                with self._append_lock:  # gone mid-way: keep the rest for later
+                    self._queue.extendleft(reversed(batch[batch.index(row) :]))
+                close_old_connections()
+                break
+            except DatabaseError as exc:
+                self.refused += 1
+                logger.warning("prediction log: dropped request %s the database refused: %s", row.request_id, exc)
+            else:
+                written += 1
+        self.written += written
+        return written
 
     def start(self) -> None:
         def loop() -> None:

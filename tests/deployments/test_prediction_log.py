@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 from prometheus_client import CollectorRegistry
 
@@ -188,7 +189,7 @@ def test_a_failed_write_keeps_the_rows_and_writes_them_once_on_the_next_flush(
     def down_once(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:
-            raise ConnectionError("the database is down")
+            raise OperationalError("the database is down")
         return real_bulk_create(*args, **kwargs)
 
     monkeypatch.setattr(PredictionLog.objects, "bulk_create", down_once)
@@ -200,6 +201,27 @@ def test_a_failed_write_keeps_the_rows_and_writes_them_once_on_the_next_flush(
     assert logged_ids() == ["a", "b", "c"]  # the retried rows first, each once
     assert logger.flush() == 0
     assert (logger.pending(), logger.written, logged_ids()) == (0, 3, ["a", "b", "c"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_the_database_refuses_is_dropped_alone_and_the_rest_is_written(revision: DeploymentRevision) -> None:
+    logger = PredictionLogger(60)
+    log_one(logger, revision, "a")
+    logger.log(
+        time=timezone.now(), request_id="orphan", deployment_id=revision.deployment_id, revision_id=revision.pk + 999,
+        model_version=1, latency_ms=1.0, status=200,
+    )  # fmt: skip
+    log_one(logger, revision, "c")
+    assert logger.flush() == 2
+    assert (logged_ids(), logger.refused, logger.pending()) == (["a", "c"], 1, 0)
+    # NaN in a body: PostgreSQL's jsonb refuses it (SQLite keeps it); either way nothing is left blocked.
+    logger.log(
+        time=timezone.now(), request_id="nan", deployment_id=revision.deployment_id, revision_id=revision.pk,
+        model_version=1, latency_ms=1.0, status=200, inputs={"instances": [[float("nan")]]},
+    )  # fmt: skip
+    log_one(logger, revision, "d")
+    logger.flush()
+    assert logger.pending() == 0 and logged_ids()[-1] == "d"
 
 
 def test_stop_writes_what_is_still_queued(revision: DeploymentRevision) -> None:
