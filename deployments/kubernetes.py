@@ -30,6 +30,11 @@ def is_dns_label(value: str) -> bool:
     return bool(_DNS_LABEL.match(value))
 
 
+def service_name(name: str) -> str:
+    """A Service name must start with a letter (RFC 1035), which a deployment name need not."""
+    return name if name[:1].isalpha() else f"d-{name}"[:63].rstrip("-")
+
+
 RESOURCE_KEYS = ("requests", "limits")
 RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 
@@ -144,7 +149,12 @@ def manifests(deployment: Deployment, *, namespace: str | None = None) -> list[d
     service = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": deployment.name, "namespace": namespace, "labels": labels, "annotations": scrape},
+        "metadata": {
+            "name": service_name(deployment.name),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": scrape,
+        },
         "spec": {
             "selector": selector,
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],

@@ -53,6 +53,6 @@ def parse_moment(value: str | None) -> datetime | None:
         parsed = parse_datetime(value.strip().replace(" ", "T", 1))
     except ValueError:
         return None
-    if parsed is None:
+    if parsed is None or not 1900 <= parsed.year <= 9000:  # far years overflow once moved to UTC
         return None
     return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)

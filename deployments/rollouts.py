@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 # Share of the progress bar each phase fills.
 VALIDATE_END, GATE_END = 10, 30
 PREDICT_BATCH_ROWS = 4096
+LOAD_ERROR_GRACE_SECONDS = 30.0
 HEALTH_WINDOW_ROWS = 20_000  # latencies read to compute one p95 (the newest first)
 
 
@@ -300,7 +301,7 @@ class RolloutWalker:
     def validate(self) -> None:
         version = self.rollout.revision.model_version
         self.ctx.progress(1, f"loading version {version.version}")
-        self.ctx.log(f"validating version {version.version} of {self.rollout.deployment.registered_model.name}")
+        self.ctx.log(f"validating version {version.version}")
         model = self.model
         try:
             example = input_example(model, version.storage_location)
@@ -364,17 +365,21 @@ class RolloutWalker:
             self.ctx.progress(VALIDATE_END + 10, "scoring the serving version")
             baseline = self.rollout.baseline
             if baseline is not None:
-                champion_model = self.load(baseline)
-                _metric, champion = score(predict_all(champion_model, features), truth)
-                floor = champion - deployment.champion_margin
-                record(
-                    "champion",
-                    value >= floor,
-                    f"{metric} {value:.4f} against v{baseline.model_version.version}'s {champion:.4f} "
-                    f"(margin {deployment.champion_margin:g})",
-                    metric=metric, value=round(value, 6), champion=round(champion, 6),
-                    champion_version=baseline.model_version.version, threshold=round(floor, 6),
-                )  # fmt: skip
+                champion = self.champion_score(baseline, version, deployment.target_column)
+                if isinstance(champion, str):
+                    # A serving version that cannot be scored (broken, or a signature the holdout no longer
+                    # fits) must not block deploying its replacement; the gate says why it did not compare.
+                    record("champion", True, f"not compared: {champion}", metric=metric, value=round(value, 6))
+                else:
+                    floor = champion - deployment.champion_margin
+                    record(
+                        "champion",
+                        value >= floor,
+                        f"{metric} {value:.4f} against v{baseline.model_version.version}'s {champion:.4f} "
+                        f"(margin {deployment.champion_margin:g})",
+                        metric=metric, value=round(value, 6), champion=round(champion, 6),
+                        champion_version=baseline.model_version.version, threshold=round(floor, 6),
+                    )  # fmt: skip
             elif threshold is None:
                 record("holdout_accuracy", True, f"{metric} {value:.4f} on {len(truth)} rows (no threshold set)",
                        metric=metric, value=round(value, 6))  # fmt: skip
@@ -409,20 +414,35 @@ class RolloutWalker:
         services.complete_rollout(self.rollout, reason="every step baked healthy")
         self.ctx.log("promoted: the candidate serves all the traffic")
 
+    def champion_score(self, baseline: DeploymentRevision, version: Any, target: str) -> float | str:
+        """The serving version's score on the holdout, its features built from its own signature, or why
+        it could not be scored."""
+        try:
+            model = self.load(baseline)
+            features, truth = holdout(version, target, model)
+            return score(predict_all(model, features), truth)[1]
+        except Exception as exc:  # any failure of the old model is reported, not raised
+            return f"version {baseline.model_version.version} could not be scored ({exc})"
+
     def wait_for_model_server(self) -> None:
         """Hold the bake clock until a model server has loaded the candidate (or says it cannot)."""
         if not settings.ROLLOUT_WAIT_FOR_MODEL_SERVER:
             return
         deadline = time.monotonic() + settings.ROLLOUT_LOAD_TIMEOUT_SECONDS
         revision_id = self.rollout.revision_id
+        grace = time.monotonic() + LOAD_ERROR_GRACE_SECONDS
         while True:
             self.ctx.checkpoint()
+            if not Rollout.objects.filter(pk=self.rollout.pk, status__in=ACTIVE_ROLLOUT_STATUSES).exists():
+                return  # rolled back meanwhile: the bake loop sees it and stops
             loaded_at, error = DeploymentRevision.objects.values_list("loaded_at", "load_error").get(pk=revision_id)
             if loaded_at is not None:
                 self.save(step_started=timezone.now())
                 self.refresh()
                 return
-            if error:
+            # The server retries a failed load at every poll: give a passing error (a file still being
+            # copied, a database blip) a little time before calling it final.
+            if error and time.monotonic() > grace:
                 raise RolloutFailed(f"the model server could not load the candidate: {error}")
             if time.monotonic() > deadline:
                 raise RolloutFailed(
@@ -441,14 +461,6 @@ class RolloutWalker:
             rollout = self.refresh()
             if not rollout.is_active:
                 self.ctx.log(f"the rollout ended elsewhere ({rollout.status}: {rollout.reason})")
-                return False
-            if rollout.action == Rollout.Action.PROMOTE:
-                services.complete_rollout(rollout, actor=rollout.action_by, reason="promoted by hand")
-                self.ctx.log("promoted by hand")
-                return False
-            if rollout.action == Rollout.Action.ROLLBACK:
-                services.abort_rollout(rollout, "rolled back by hand", actor=rollout.action_by)
-                self.ctx.log("rolled back by hand")
                 return False
             now = time.monotonic()
             baked = rollout.baked_seconds + (0.0 if rollout.paused else now - last)

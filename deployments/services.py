@@ -156,7 +156,7 @@ def resolve_version(deployment: Deployment, selector: str | int | None = None) -
     """The model version `selector` (default: the deployment's own) names: a number or an alias."""
     selector = str(deployment.selector if selector is None else selector).strip()
     model = deployment.registered_model
-    if selector.isdigit():
+    if selector.isascii() and selector.isdecimal():  # "²".isdigit() is true, and int() refuses it
         version = ModelVersion.objects.filter(model=model, version=int(selector)).first()
         if version is None:
             raise DeploymentError(f"model {model.name!r} has no version {selector}", "version")
@@ -362,6 +362,9 @@ def command_rollout(rollout: Rollout, command: str, *, actor: Any) -> Rollout:
         if not rollout.is_active:
             raise DeploymentError(f"the rollout has already ended ({rollout.status})", "rollout")
         if command == "promote":
+            candidate = rollout.revision
+            if candidate.load_error and candidate.loaded_at is None:
+                raise DeploymentError(f"the model server cannot load the candidate: {candidate.load_error}", "rollout")
             if rollout.status != RolloutStatus.ROLLING_OUT:
                 raise DeploymentError(
                     f"the candidate is still {rollout.status.replace('_', ' ')}: it can be promoted once its "
@@ -406,14 +409,43 @@ def record_rollout_event(rollout: Rollout, kind: str, **detail: Any) -> None:
     )  # fmt: skip
 
 
+def has_served(revision: DeploymentRevision) -> bool:
+    """Whether the revision ever took traffic: only those are safe to go back to without validation."""
+    return DeploymentEvent.objects.filter(
+        deployment_id=revision.deployment_id,
+        kind__in=(
+            DeploymentEvent.Kind.TRAFFIC_SHIFTED,
+            DeploymentEvent.Kind.PROMOTED,
+            DeploymentEvent.Kind.ROLLED_BACK,
+        ),
+        detail__revision=revision.pk,
+    ).exists()
+
+
 def rollback(deployment: Deployment, to_revision: DeploymentRevision, *, actor: Any) -> DeploymentRevision:
-    """Serve an earlier revision again, at 100 %, and retire the current one."""
+    """Serve an earlier revision again, at 100 %, and retire the current one.
+
+    Only a revision that served before (and that the model server has not failed to load) qualifies:
+    going back skips validation and gates, so it must be to something known to work."""
     if to_revision.deployment_id != deployment.pk:
         raise DeploymentError("that revision belongs to another deployment", "revision")
     with transaction.atomic():
         _lock(deployment)
         to_revision.refresh_from_db()
+        if to_revision.load_error and to_revision.loaded_at is None:
+            raise DeploymentError(
+                f"the model server could not load that revision: {to_revision.load_error}", "revision"
+            )
+        if not has_served(to_revision):
+            raise DeploymentError(
+                "that revision never served traffic: deploy its version instead, so it is validated and gated",
+                "revision",
+            )
         running = current_rollout(deployment)
+        if running is not None and running.revision_id == to_revision.pk:
+            raise DeploymentError(
+                "that revision is the candidate of the rollout in flight: promote it instead", "revision"
+            )
         if running is not None:
             # A rollback by hand ends the rollout in flight; its job sees that at its next tick and stops.
             Rollout.objects.filter(pk=running.pk).update(

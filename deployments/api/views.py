@@ -132,7 +132,7 @@ class DeploymentViewSet(
     @extend_schema(request=None, responses={200: RolloutSerializer})
     @action(detail=True, methods=["post"])
     def promote(self, request: Request, name: str) -> Response:
-        """Skip the remaining steps and bake time: the candidate takes all the traffic at the job's next tick."""
+        """Skip the remaining steps and bake time: the candidate takes all the traffic now (once past its gates)."""
         return self._command(request, "promote")
 
     @extend_schema(request=None, responses={200: RolloutSerializer})

@@ -128,6 +128,13 @@ class ModelServer:
                     loaded.model, loaded.error, row.deployment_id, "canary" if row.pk in canaries else "stable",
                 )  # fmt: skip
                 table.setdefault(served.deployment, []).append(served)
+            for name, group in self.table.items():
+                # Never swap a deployment that answers for one that cannot (nothing of it loaded): serving
+                # the previous revisions beats answering 404 until someone notices.
+                if name in table and not any(s.model for s in table[name]) and any(s.model for s in group):
+                    logger.warning("deployment %s: nothing of the new revisions loaded; keeping the old ones", name)
+                    table[name] = group
+                    cache.update({s.model_version_id: s for s in group})
             self.table, self.cache = table, cache  # the swap: requests read one reference or the other
             self.refreshed = True
             self._report_loads(rows, cache)

@@ -86,6 +86,8 @@ def test_bad_input_is_a_400_naming_the_field(editor_client: Client, registered_m
     response = editor_client.post(f"{API}churn/deploy/", {"alias": "champion"}, content_type="application/json")
     assert response.status_code == 400
     assert "champion" in response.json()["error"]["message"]
+    response = editor_client.post(f"{API}churn/deploy/", {"alias": "²"}, content_type="application/json")
+    assert response.status_code == 400  # a digit to str.isdigit, not to int()
 
 
 def test_viewers_read_but_may_not_deploy(viewer: Any, registered_model: RegisteredModel, editor: Any) -> None:

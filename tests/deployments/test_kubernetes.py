@@ -103,3 +103,11 @@ def test_the_model_server_can_be_limited_to_one_deployment(canary: Any, settings
     app = ModelServer(CollectorRegistry())
     app.refresh()
     assert list(app.table) == ["other"]
+
+
+def test_a_deployment_named_with_a_leading_digit_gets_a_valid_service_name(
+    registered_model: RegisteredModel, editor: Any
+) -> None:
+    deployment = services.create_deployment("2026-churn", registered_model, "1", owner=editor)
+    service = validated(kubernetes.manifests(deployment)[2])
+    assert service.metadata.name == "d-2026-churn"

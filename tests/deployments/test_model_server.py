@@ -200,3 +200,18 @@ def test_the_web_process_never_imports_the_model_loader() -> None:
         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_deployment_whose_new_revision_cannot_load_keeps_answering_with_the_old_one(
+    served: Any, registered_model: RegisteredModel, editor: Any
+) -> None:
+    app, deployment = served
+    broken = add_version(registered_model, editor)  # no Keras flavour: refused without unpickling
+    old = deployment.revisions.get()
+    old.state, old.traffic_weight = "retired", 0
+    old.save()
+    deployment.revisions.create(model_version=broken, state="active", traffic_weight=100)
+    app.refresh()
+    status, _, body = call(app, "POST", "/v1/models/churn:predict", {"instances": ROWS})
+    assert status == 200 and len(body["predictions"]) == len(ROWS)
+    assert [s.version for s in app.table["churn"]] == [1]

@@ -338,3 +338,50 @@ def test_blue_green_keeps_blue_loaded_at_zero_while_green_bakes_then_retires_it(
     assert run_job(rollout) == "succeeded"
     blue.refresh_from_db()
     assert (blue.state, blue.traffic_weight) == ("retired", 0)
+
+
+def test_a_serving_version_that_cannot_be_scored_does_not_block_its_replacement(
+    registered_model: RegisteredModel, editor: Any
+) -> None:
+    def three_inputs(path: Path) -> None:  # the old model took a third feature the holdout no longer has
+        import keras
+        import mlflow.tensorflow
+        from mlflow.models import infer_signature
+
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+        example = np.ones((1, 3), dtype="float32")
+        signature = infer_signature(example, model.predict(example, verbose=0))
+        mlflow.tensorflow.save_model(model, str(path), signature=signature, pip_requirements=["tensorflow"])
+
+    holdout = push("holdout", HOLDOUT, filename="holdout.csv", author=editor)
+    add_version(registered_model, editor, three_inputs)
+    add_version(registered_model, editor, GOOD)
+    deployment = deployment_of(registered_model, editor, holdout_dataset_version=holdout, target_column="label")
+    serve_now(deployment, 1, actor=editor)
+    rollout = services.deploy(deployment, 2, actor=editor)
+    assert run_job(rollout) == "succeeded", Job.objects.get(pk=rollout.job_id).error
+    rollout.refresh_from_db()
+    champion = next(g for g in rollout.gates if g["name"] == "champion")
+    assert champion["passed"] and champion["message"].startswith("not compared: version 1 could not be scored")
+
+
+def test_rollback_goes_only_to_revisions_that_served(registered_model: RegisteredModel, editor: Any) -> None:
+    add_version(registered_model, editor, GOOD)
+    add_version(registered_model, editor)  # fails validation: never serves
+    add_version(registered_model, editor, GOOD)
+    deployment = deployment_of(registered_model, editor, strategy=Strategy.CANARY, canary_steps=[10, 100])
+    serve_now(deployment, 1, actor=editor)
+    failed = services.deploy(deployment, 2, actor=editor)
+    assert run_job(failed) == "failed"
+    with pytest.raises(services.DeploymentError, match="never served traffic"):
+        services.rollback(deployment, failed.revision, actor=editor)
+    in_flight = services.shift_traffic(services.deploy(deployment, 3, actor=editor), 0)
+    with pytest.raises(services.DeploymentError, match="promote it instead"):
+        services.rollback(deployment, in_flight.revision, actor=editor)
+    DeploymentRevision.objects.filter(pk=in_flight.revision_id).update(load_error="no such file")
+    with pytest.raises(services.DeploymentError, match="cannot load the candidate"):
+        services.command_rollout(in_flight, "promote", actor=editor)
+    assert [(r.model_version.version, r.traffic_weight) for r in services.active_revisions(deployment)] == [
+        (1, 90),
+        (3, 10),
+    ]

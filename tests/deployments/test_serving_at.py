@@ -61,8 +61,9 @@ def test_the_api_answers_with_versions_weights_and_the_event_that_set_them(histo
     assert body["since"].startswith("2026-11-24T13:30:00")
     naive = Client(**bearer(viewer)).get("/api/v1/deployments/churn-prod/serving/", {"at": "2026-11-24 15:00"}).json()
     assert naive["versions"] == [{"version": 2, "traffic_weight": 100}]  # no offset: UTC
-    bad = Client(**bearer(viewer)).get("/api/v1/deployments/churn-prod/serving/", {"at": "last tuesday"})
-    assert bad.status_code == 400 and bad.json()["error"]["field"] == "at"
+    for at in ("last tuesday", "0001-01-01T00:00+05:00", "9999-12-31T23:59-05:00"):
+        bad = Client(**bearer(viewer)).get("/api/v1/deployments/churn-prod/serving/", {"at": at})
+        assert bad.status_code == 400 and bad.json()["error"]["field"] == "at", at
 
 
 def test_the_page_answers_and_offers_to_serve_that_version_again(history: Any, editor_client: Client) -> None:
