@@ -27,6 +27,8 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     sender.add_periodic_task(
         settings.JOB_RECONCILE_INTERVAL, sender.signature("deployments.reconcile_rollouts"), name="reconcile rollouts"
     )
+    # Per-minute monitoring rollups from the prediction log and late feedback.
+    sender.add_periodic_task(settings.ROLLUP_INTERVAL_SECONDS, sender.signature("monitoring.rollup"), name="rollups")
 
 
 app.autodiscover_tasks()

@@ -267,6 +267,12 @@ MODEL_SERVER_LOG_INPUT_SAMPLE_RATE = min(env_float("MODEL_SERVER_LOG_INPUT_SAMPL
 MODEL_SERVER_LOG_FLUSH_SECONDS = env_float("MODEL_SERVER_LOG_FLUSH_SECONDS", 1.0, minimum=0.01)
 MODEL_SERVER_LOG_MAX_BODY_BYTES = env_int("MODEL_SERVER_LOG_MAX_BODY_BYTES", 64 * 1024, minimum=0)
 
+# Monitoring (monitoring/): how often beat rolls the prediction log up, how many log rows one fill reads,
+# and the most feedback items one POST /api/v1/feedback takes.
+ROLLUP_INTERVAL_SECONDS = env_float("ROLLUP_INTERVAL_SECONDS", 30.0, minimum=1.0)
+ROLLUP_BATCH_ROWS = env_int("ROLLUP_BATCH_ROWS", 50_000, minimum=100)
+FEEDBACK_MAX_ITEMS = env_int("FEEDBACK_MAX_ITEMS", 10_000, minimum=1)
+
 # Rollouts (deployments/rollouts.py): how often the job looks at the canary and at user commands, whether
 # it waits for the model server to report the candidate loaded, and for how long.
 ROLLOUT_TICK_SECONDS = env_float("ROLLOUT_TICK_SECONDS", 2.0, minimum=0.01)

@@ -1,0 +1,94 @@
+"""Ground truth for predictions, and the per-minute rollups the monitoring charts read.
+
+The model server writes one `deployments.PredictionLog` row per answered request. `Feedback` holds the
+true labels (classification) or values (regression) that arrive later, keyed by request id.
+`MinuteRollup` aggregates both per deployment, model version, canary arm and minute; the `monitoring.rollup`
+beat task fills it from the prediction log with a cursor, and recomputes the minutes whose labels arrived
+late (`DirtyMinute`).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+# Upper bounds (ms) of the latency histogram buckets of a rollup; the last bucket is everything above.
+LATENCY_BOUNDS_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+BUCKET_FIELDS = tuple(f"b{i:02d}" for i in range(len(LATENCY_BOUNDS_MS) + 1))
+
+
+class Feedback(models.Model):
+    """The truth for one prediction request: a class `label` or a regression `value` (one per row of a
+    multi-row request, as a list). Posting again for the same request id replaces it."""
+
+    request_id = models.CharField(max_length=64, unique=True)
+    label = models.JSONField(help_text="a class (or a list, one per row) or a number (or a list) for `value`")
+    is_value = models.BooleanField(default=False, help_text="a regression target, not a class")
+    received = models.DateTimeField(auto_now=True, db_index=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"feedback {self.request_id}"
+
+
+class MinuteRollup(models.Model):
+    """One minute of one deployment's traffic on one model version and arm.
+
+    Counts and histogram buckets add up across minutes, so longer ranges are sums; percentiles come from
+    the summed buckets. Accuracy is `correct / labelled`; MAE and RMSE come from the error sums."""
+
+    deployment = models.ForeignKey("deployments.Deployment", on_delete=models.CASCADE, related_name="+")
+    model_version = models.PositiveIntegerField()
+    arm = models.CharField(max_length=8)
+    minute = models.DateTimeField()
+    epoch_minute = models.BigIntegerField(help_text="minutes since 1970: lets SQL bucket ranges portably")
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0, help_text="5xx answers and predictions that raised")
+    client_errors = models.PositiveIntegerField(default=0, help_text="bad input or too large: the caller's fault")
+    latency_sum_ms = models.FloatField(default=0.0)
+    labelled = models.PositiveIntegerField(default=0, help_text="predicted rows with a class label")
+    correct = models.PositiveIntegerField(default=0)
+    valued = models.PositiveIntegerField(default=0, help_text="predicted rows with a regression value")
+    abs_error_sum = models.FloatField(default=0.0)
+    sq_error_sum = models.FloatField(default=0.0)
+    # The latency histogram: bucket i counts requests at most LATENCY_BOUNDS_MS[i] (and above the one before).
+    for _index, _name in enumerate(BUCKET_FIELDS):
+        locals()[_name] = models.PositiveIntegerField(default=0)
+    del _index, _name
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "model_version", "arm", "minute"], name="minute_rollup_unique_series"
+            )
+        ]
+        indexes = [models.Index(fields=["deployment", "epoch_minute"], name="minute_rollup_range_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id} v{self.model_version} {self.arm} {self.minute:%Y-%m-%d %H:%M}"
+
+
+class RollupCursor(models.Model):
+    """How far the rollup fill has read the prediction log (its last id); one row, locked while filling."""
+
+    name = models.CharField(max_length=32, unique=True)
+    last_id = models.BigIntegerField(default=0)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.last_id}"
+
+
+class DirtyMinute(models.Model):
+    """A minute whose labels changed after it was rolled up; the next fill recomputes it."""
+
+    deployment = models.ForeignKey("deployments.Deployment", on_delete=models.CASCADE, related_name="+")
+    minute = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "minute"], name="dirty_minute_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id} {self.minute:%Y-%m-%d %H:%M}"
