@@ -4,5 +4,5 @@ from monitoring.api import views
 
 urlpatterns = [
     path("feedback", views.feedback, name="feedback"),
-    path("feedback/", views.feedback),
+    path("feedback/", views.feedback_with_slash),
 ]

@@ -41,6 +41,18 @@ def feedback(request: Request) -> Response:
     server answered with (`X-Request-Id`); up to FEEDBACK_MAX_ITEMS (10,000) per call, minutes or days
     after the prediction. Posting again replaces. `matched` counts predictions already logged; the
     `pending` rest joins when they are."""
+    return _feedback(request)
+
+
+@extend_schema(exclude=True)
+@api_view(["POST"])
+@permission_classes([RolePermission])
+def feedback_with_slash(request: Request) -> Response:
+    """The same, for clients that add a trailing slash."""
+    return _feedback(request)
+
+
+def _feedback(request: Request) -> Response:
     items = request.data.get("feedback") if isinstance(request.data, dict) else request.data
     try:
         report = services.record_feedback(items, actor=request.user)

@@ -5,7 +5,7 @@
   // Plotly charts: any element with data-figure holds a figure dict built on the server.
   function renderCharts() {
     if (!window.Plotly) return;
-    document.querySelectorAll("[data-figure]").forEach(function (el) {
+    document.querySelectorAll("[data-figure]:not([data-rendered])").forEach(function (el) {
       var figure = JSON.parse(el.getAttribute("data-figure"));
       var layout = Object.assign({}, figure.layout);
       // The figure's height is a minimum: when the card is stretched by its row, fill it instead of
@@ -117,6 +117,7 @@
             if (fresh) el.replaceWith(fresh);
             else el.removeAttribute("data-refresh");
           });
+          renderCharts();  // swapped-in sections may hold new figures
           scheduleRefresh();
         })
         .catch(function () { window.setTimeout(scheduleRefresh, 5000); });
