@@ -47,6 +47,40 @@ class JobCollector(Collector):
         yield finished
 
 
+class ModelQualityCollector(Collector):
+    """Accuracy from ground-truth feedback over the last hour, per deployment, model version and arm,
+    read from the rollups at scrape time (the model server cannot know it: labels arrive later)."""
+
+    def collect(self) -> Iterator[Metric]:
+        from datetime import timedelta
+
+        from django.db.models import Sum
+        from django.utils import timezone
+
+        from monitoring.models import MinuteRollup
+
+        labels = ["deployment", "model_version", "arm"]
+        accuracy = GaugeMetricFamily(
+            "mlops_model_accuracy", "Accuracy over the last hour, from feedback.", labels=labels
+        )
+        labelled = GaugeMetricFamily(
+            "mlops_model_labelled_predictions", "Predictions with ground truth over the last hour.", labels=labels
+        )
+        since = int((timezone.now() - timedelta(hours=1)).timestamp() // 60)
+        rows = (
+            MinuteRollup.objects.filter(epoch_minute__gte=since, labelled__gt=0)
+            .values("deployment__name", "model_version", "arm")
+            .annotate(labelled=Sum("labelled"), correct=Sum("correct"))
+            .order_by()
+        )
+        for row in rows:
+            key = [row["deployment__name"], str(row["model_version"]), row["arm"]]
+            accuracy.add_metric(key, row["correct"] / row["labelled"])
+            labelled.add_metric(key, row["labelled"])
+        yield accuracy
+        yield labelled
+
+
 def exposition() -> bytes:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -56,4 +90,5 @@ def exposition() -> bytes:
     output = generate_latest(registry)
     jobs_registry = CollectorRegistry()
     jobs_registry.register(JobCollector())
+    jobs_registry.register(ModelQualityCollector())
     return output + generate_latest(jobs_registry)

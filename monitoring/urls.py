@@ -5,5 +5,7 @@ from monitoring import views
 app_name = "monitoring"
 urlpatterns = [
     path("", views.index, name="index"),
+    path("prometheus.yml", views.prometheus_config, name="prometheus-config"),
     path("<str:name>/", views.deployment, name="deployment"),
+    path("<str:name>/grafana.json", views.grafana_dashboard, name="grafana"),
 ]
