@@ -263,8 +263,9 @@ KUBERNETES_SECRET = env_str("KUBERNETES_SECRET", "mlops-portal")  # holds DATABA
 KUBERNETES_ARTIFACT_PVC = env_str("KUBERNETES_ARTIFACT_PVC", "mlops-portal-artifacts")
 # Prediction logging: the share of requests whose body is kept (outputs and latency are always kept),
 # and how often the server's background writer flushes its batch to the database.
+MODEL_SERVER_LOG_PREDICTIONS = env_bool("MODEL_SERVER_LOG_PREDICTIONS", True)  # off: no monitoring, no canary judgment
 MODEL_SERVER_LOG_INPUT_SAMPLE_RATE = min(env_float("MODEL_SERVER_LOG_INPUT_SAMPLE_RATE", 1.0, minimum=0.0), 1.0)
-MODEL_SERVER_LOG_FLUSH_SECONDS = env_float("MODEL_SERVER_LOG_FLUSH_SECONDS", 1.0, minimum=0.01)
+MODEL_SERVER_LOG_FLUSH_SECONDS = env_float("MODEL_SERVER_LOG_FLUSH_SECONDS", 0.1, minimum=0.01)
 MODEL_SERVER_LOG_MAX_BODY_BYTES = env_int("MODEL_SERVER_LOG_MAX_BODY_BYTES", 64 * 1024, minimum=0)
 
 # Monitoring (monitoring/): how often beat rolls the prediction log up, how many log rows one fill reads,

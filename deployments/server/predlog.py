@@ -29,7 +29,8 @@ INSERT_BATCH = 2_000
 class PredictionLogger:
     def __init__(self, flush_seconds: float) -> None:
         self.flush_seconds = flush_seconds
-        self._queue: deque[PredictionLog] = deque()
+        # Plain dicts on the request path; the writer thread builds the model instances.
+        self._queue: deque[dict[str, Any] | PredictionLog] = deque()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
         self._append_lock = threading.Lock()  # request threads append and trim; the writer drains
@@ -40,9 +41,8 @@ class PredictionLogger:
 
     def log(self, **fields: Any) -> None:
         """Queue one prediction; never blocks on the database."""
-        row = PredictionLog(**fields)
         with self._append_lock:
-            self._queue.append(row)
+            self._queue.append(fields)
             while len(self._queue) > MAX_QUEUED:
                 self._queue.popleft()
                 self.dropped += 1
@@ -53,10 +53,11 @@ class PredictionLogger:
     def flush(self) -> int:
         """Write everything queued so far; returns the rows written."""
         with self._flush_lock:
-            batch: list[PredictionLog] = []
+            queued: list[dict[str, Any] | PredictionLog] = []
             with self._append_lock:
-                while self._queue and len(batch) < MAX_QUEUED:
-                    batch.append(self._queue.popleft())
+                while self._queue and len(queued) < MAX_QUEUED:
+                    queued.append(self._queue.popleft())
+            batch = [row if isinstance(row, PredictionLog) else PredictionLog(**row) for row in queued]
             if not batch:
                 return 0
             try:

@@ -10,9 +10,14 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_portal.settings")
 django.setup()
 
-from deployments.server.app import ModelServer  # noqa: E402  (needs the apps loaded)
+from django.conf import settings  # noqa: E402  (the apps must be loaded first)
 
-app = ModelServer()
+from deployments.server.app import ModelServer  # noqa: E402
+from deployments.server.logwriter import ProcessPredictionLogger  # noqa: E402
+
+# The prediction log is written by a child process: a writer thread here would hold the GIL while it
+# builds each batch and add 10-20 ms to the p99 of predictions at 500 requests/s (docs/performance.md).
+app = ModelServer(prediction_log=ProcessPredictionLogger(settings.MODEL_SERVER_LOG_FLUSH_SECONDS))
 app.start_polling()
 # Gunicorn's worker exits through sys.exit on SIGTERM/SIGINT: write the queued prediction log first.
 atexit.register(app.stop)

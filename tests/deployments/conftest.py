@@ -85,3 +85,14 @@ def serve_now(deployment: Any, target: Any = None, *, actor: Any) -> Any:
     services.complete_rollout(rollout, actor=actor)
     rollout.revision.refresh_from_db()
     return rollout.revision
+
+
+@pytest.fixture
+def revision(registered_model: RegisteredModel, editor: Any) -> Any:
+    """A pending revision of a new deployment "churn", for prediction log rows to point at."""
+    from deployments import services
+    from deployments.models import DeploymentRevision
+
+    version = add_version(registered_model, editor)
+    deployment = services.create_deployment("churn", registered_model, str(version.version), owner=editor)
+    return DeploymentRevision.objects.create(deployment=deployment, model_version=version)

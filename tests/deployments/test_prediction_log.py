@@ -157,13 +157,6 @@ def test_refresh_reports_which_revisions_loaded_and_why_the_others_did_not(
 # PredictionLogger ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def revision(registered_model: RegisteredModel, editor: Any) -> DeploymentRevision:
-    version = add_version(registered_model, editor)
-    deployment = services.create_deployment("churn", registered_model, str(version.version), owner=editor)
-    return DeploymentRevision.objects.create(deployment=deployment, model_version=version)
-
-
 def log_one(logger: PredictionLogger, revision: DeploymentRevision, request_id: str) -> None:
     logger.log(
         time=timezone.now(), request_id=request_id, deployment_id=revision.deployment_id, revision_id=revision.pk,

@@ -1,0 +1,222 @@
+"""What prediction logging costs the model server, and how fast the log reaches PostgreSQL.
+
+    .venv/bin/python bench/prediction_log.py                      # 500 requests/s for 30 s, each way
+    .venv/bin/python bench/prediction_log.py --rps 200 --seconds 10  # a quick check
+
+Issue #7's targets: logging adds under 1 ms at p99 to prediction latency at 500 requests/s, and the
+log pipeline ingests at least 5,000 predictions/s into PostgreSQL on this machine.
+
+1. **Overhead.** A throwaway portal on PostgreSQL (database `bench_predlog`, dropped and recreated; no
+   other is touched) with one deployment of a small Keras model; `manage.py serve_models` is started
+   twice, with MODEL_SERVER_LOG_PREDICTIONS=true and =false, and driven open-loop at `--rps` (requests
+   sent on a fixed schedule, not waiting for each other, one kept-alive connection per client thread),
+   single-row TF Serving requests. Client-side latency percentiles are compared; with logging on, the
+   rows in the table after the run must equal the answered requests.
+2. **Ingest.** The server's own writer (`PredictionLogger.flush`) timed on batches of realistic rows
+   (inputs and outputs of one row each) into the same PostgreSQL: rows per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE = "bench_predlog"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def reset_database(pg_url: str) -> str:
+    admin = f"{pg_url.rstrip('/')}/postgres"
+    for sql in (f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)", f"CREATE DATABASE {DATABASE}"):
+        subprocess.run(["psql", admin, "-q", "-c", sql], check=True)
+    return f"{pg_url.rstrip('/')}/{DATABASE}"
+
+
+SETUP = """
+import django, shutil, sys
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+import keras, mlflow.tensorflow, numpy as np
+from mlflow.models import infer_signature
+from django.contrib.auth import get_user_model
+from accounts.services import set_role
+from experiments import artifacts, services as tracking
+from registry import services as registry
+from deployments import services as deployments
+keras.utils.set_random_seed(1)
+model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+x = np.random.default_rng(1).normal(size=(10, 8)).astype("float32")
+user = get_user_model().objects.create_user("bench", password="bench-password-1")
+set_role(user, "editor", actor=user)
+run = tracking.create_run(tracking.create_experiment("bench", owner=user), user_id="bench", start_time=None,
+                          run_name="bench", tags=[])
+target = artifacts.resolve(artifacts.relative_of_uri(run.artifact_uri)) / "model"
+mlflow.tensorflow.save_model(model, str(target), signature=infer_signature(x, model.predict(x, verbose=0)),
+                             pip_requirements=["tensorflow"])
+registered = registry.create_registered_model("bench", owner=user)
+source = f"runs:/{run.run_uuid}/model"
+resolved = registry.resolve_source(user, source)
+version = registry.create_model_version(registered, resolved, source=source, creator=user)
+deployment = deployments.create_deployment("bench", registered, "1", owner=user)
+rollout = deployments.deploy(deployment, version, actor=user)
+deployments.complete_rollout(deployments.shift_traffic(rollout, 0), actor=user)
+"""
+
+
+def open_loop(port: int, rps: float, seconds: float, threads: int = 8) -> list[float]:
+    """Latencies (ms) of requests sent on a fixed schedule; a late answer delays nothing else."""
+    body = json.dumps({"instances": [[0.1 * i for i in range(8)]]}).encode()
+    total = int(rps * seconds)
+    started = time.monotonic() + 0.5
+    times: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.connect()
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            with lock:
+                index = next(counter, None)
+            if index is None:
+                return
+            due = started + index / rps
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            connection.request("POST", "/v1/models/bench:predict", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            # Measured from when the request was due: queueing behind a slow answer counts.
+            elapsed = (time.monotonic() - max(due, 0)) * 1000
+            with lock:
+                times.append(elapsed if response.status == 200 else float("inf"))
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return times
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99), "mean": statistics.fmean(ordered)}
+
+
+def serve(env: dict[str, str], log: bool, rps: float, seconds: float) -> tuple[dict[str, float], int]:
+    port = free_port()
+    child = {**env, "MODEL_SERVER_LOG_PREDICTIONS": "true" if log else "false"}
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "serve_models", "--port", str(port), "--threads", "16"],
+        cwd=ROOT, env=child, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", "/ready")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        open_loop(port, min(rps, 200), 3)  # warm-up
+        times = open_loop(port, rps, seconds)
+    finally:
+        os.killpg(server.pid, 15)  # a clean stop flushes the log
+        server.wait(timeout=60)
+    return percentiles(times), len(times)
+
+
+def ingest(rows: int) -> float:
+    """Rows per second the server's writer puts into PostgreSQL, in its own batches."""
+    from django.utils import timezone
+
+    from deployments.models import DeploymentRevision, PredictionLog
+    from deployments.server.predlog import PredictionLogger
+
+    revision = DeploymentRevision.objects.select_related("deployment", "model_version").get()
+    logger = PredictionLogger(3600)
+    for i in range(rows):
+        logger.log(
+            time=timezone.now(), request_id=f"bench-{i:08d}", deployment_id=revision.deployment_id,
+            revision_id=revision.pk, model_version=revision.model_version.version, arm="stable", latency_ms=0.8,
+            status=200, rows=1, inputs={"instances": [[0.1 * k for k in range(8)]]}, outputs=[[0.42]],
+        )  # fmt: skip
+    before = PredictionLog.objects.count()
+    started = time.perf_counter()
+    while logger.pending():
+        logger.flush()
+    elapsed = time.perf_counter() - started
+    assert PredictionLog.objects.count() - before == rows
+    return rows / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rps", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--ingest-rows", type=int, default=100_000)
+    parser.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
+    args = parser.parse_args()
+    url = reset_database(args.pg)
+    var = Path(tempfile.mkdtemp(prefix="bench-predlog-"))
+    env = {
+        **os.environ, "DJANGO_SETTINGS_MODULE": "mlops_portal.settings", "DATABASE_URL": url, "HTTPS": "false",
+        "SECRET_KEY": "bench-only-secret-key-" + "x" * 40, "PORTAL_VAR_DIR": str(var),
+        "ARTIFACT_ROOT": str(var / "artifacts"), "LOG_LEVEL": "WARNING", "REDIS_URL": "",
+    }  # fmt: skip
+    subprocess.run([sys.executable, "-c", SETUP], cwd=ROOT, env=env, check=True)
+    results = {}
+    for log in (False, True):
+        results[log] = serve(env, log, args.rps, args.seconds)
+    os.environ.update({k: v for k, v in env.items() if k != "DJANGO_SETTINGS_MODULE"})
+    os.environ["DJANGO_SETTINGS_MODULE"] = "mlops_portal.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from deployments.models import PredictionLog
+
+    logged = PredictionLog.objects.count()
+    rate = ingest(args.ingest_rows)
+    off, on = results[False][0], results[True][0]
+    print(f"\n{args.rps:g} requests/s open-loop for {args.seconds:g} s, single-row predictions, 2 cores\n")
+    print("| logging | p50 ms | p95 ms | p99 ms | mean ms | requests |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (stats, count) in (("off", results[False]), ("on", results[True])):
+        print(
+            f"| {name} | {stats['p50']:.2f} | {stats['p95']:.2f} | {stats['p99']:.2f} | {stats['mean']:.2f} | {count} |"
+        )
+    print(
+        f"\nlogging adds {on['p99'] - off['p99']:+.2f} ms at p99 (target < 1 ms), "
+        f"{on['p50'] - off['p50']:+.2f} ms at p50"
+    )
+    print(f"rows logged by the run with logging on: {logged} of {results[True][1]} requests (+ warm-up)")
+    print(f"ingest: {rate:,.0f} predictions/s into PostgreSQL ({args.ingest_rows:,} rows; target >= 5,000)")
+
+
+if __name__ == "__main__":
+    main()
