@@ -273,6 +273,10 @@ MODEL_SERVER_LOG_MAX_BODY_BYTES = env_int("MODEL_SERVER_LOG_MAX_BODY_BYTES", 64 
 ROLLUP_INTERVAL_SECONDS = env_float("ROLLUP_INTERVAL_SECONDS", 30.0, minimum=1.0)
 ROLLUP_BATCH_ROWS = env_int("ROLLUP_BATCH_ROWS", 50_000, minimum=100)
 FEEDBACK_MAX_ITEMS = env_int("FEEDBACK_MAX_ITEMS", 10_000, minimum=1)
+# Drift: how often beat computes it, for a window of how many minutes of live traffic (ending at a multiple
+# of the interval).
+DRIFT_INTERVAL_SECONDS = env_int("DRIFT_INTERVAL_SECONDS", 900, minimum=60)
+DRIFT_WINDOW_MINUTES = env_int("DRIFT_WINDOW_MINUTES", 60, minimum=1, maximum=7 * 24 * 60)
 
 # Rollouts (deployments/rollouts.py): how often the job looks at the canary and at user commands, whether
 # it waits for the model server to report the candidate loaded, and for how long.

@@ -112,3 +112,45 @@ def quality_figure(series: Series) -> dict[str, Any]:
     title, axis = ("MAE", {"title": "MAE", "rangemode": "tozero"}) if regression else (
         "Accuracy (from feedback)", {"title": "accuracy", "range": [0, 1.02], "tickformat": ".0%"})  # fmt: skip
     return {"data": data, "layout": _layout(series, title, axis)}
+
+
+def drift_heatmap(results: list[Any]) -> dict[str, Any]:
+    """PSI per feature (rows) and window (columns): green under 0.1, amber to 0.25, red above."""
+    windows = sorted({r.window_end for r in results})
+    features = sorted({r.feature for r in results})
+    cells = {(r.feature, r.window_end): r for r in results}
+    z = [[_round(cells[(f, w)].psi, 4) if (f, w) in cells else None for w in windows] for f in features]
+    text = [
+        [f"{cells[(f, w)].severity}, n={cells[(f, w)].n}" if (f, w) in cells else "no data" for w in windows]
+        for f in features
+    ]
+    return {
+        "data": [
+            {
+                "type": "heatmap",
+                "x": [w.isoformat() for w in windows],
+                "y": features,
+                "z": z,
+                "text": text,
+                "zmin": 0,
+                "zmax": 0.5,
+                "hovertemplate": "%{y} at %{x}<br>PSI %{z}<br>%{text}<extra></extra>",
+                "colorscale": [
+                    [0, "#dcfce7"],
+                    [0.2, "#bbf7d0"],
+                    [0.2, "#fef3c7"],
+                    [0.5, "#fde68a"],
+                    [0.5, "#fecaca"],
+                    [1, "#dc2626"],
+                ],
+                "colorbar": {"title": "PSI", "tickvals": [0, 0.1, 0.25, 0.5]},
+            }
+        ],
+        "layout": {
+            "title": {"text": "Drift per feature (PSI against the training data)", "font": {"size": 14}},
+            "height": max(220, 60 + 28 * len(features)),
+            "margin": {"l": 120, "r": 16, "t": 36, "b": 36},
+            "xaxis": {"type": "date"},
+            "yaxis": {"automargin": True},
+        },
+    }

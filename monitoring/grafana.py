@@ -87,6 +87,11 @@ def dashboard(deployment: str, *, title: str | None = None, uid: str | None = No
             6, "Labelled predictions", "Predictions with ground truth over the last hour, per model version and arm.",
             f"mlops_model_labelled_predictions{{{d}}}", "v{{model_version}} {{arm}}", "short", 12, 16,
         ),
+        _panel(
+            7, "Drift (PSI)", "Population stability index of each feature's live inputs against the training data "
+            "(latest window; above 0.25 is a major shift).",
+            f"mlops_feature_drift_psi{{{d}}}", "{{feature}}", "short", 0, 24, min=0,
+        ),
     ]  # fmt: skip
     templating: list[dict[str, Any]] = []
     if templated:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, multiprocess
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
@@ -52,8 +53,6 @@ class ModelQualityCollector(Collector):
     read from the rollups at scrape time (the model server cannot know it: labels arrive later)."""
 
     def collect(self) -> Iterator[Metric]:
-        from datetime import timedelta
-
         from django.db.models import Sum
         from django.utils import timezone
 
@@ -79,6 +78,28 @@ class ModelQualityCollector(Collector):
             labelled.add_metric(key, row["labelled"])
         yield accuracy
         yield labelled
+        yield self.drift()
+
+    def drift(self) -> Metric:
+        """PSI of each feature in each deployment's latest drift window (of the last day)."""
+        from django.db.models import Max
+        from django.utils import timezone
+
+        from monitoring.models import DriftResult
+
+        psi = GaugeMetricFamily(
+            "mlops_feature_drift_psi", "PSI of live inputs against the training data, latest window.",
+            labels=["deployment", "feature"],
+        )  # fmt: skip
+        recent = DriftResult.objects.filter(window_end__gte=timezone.now() - timedelta(days=1))
+        latest = recent.values("deployment_id").annotate(end=Max("window_end"))
+        for row in latest:
+            for name, feature, value in recent.filter(
+                deployment_id=row["deployment_id"], window_end=row["end"]
+            ).values_list("deployment__name", "feature", "psi"):
+                if value is not None:
+                    psi.add_metric([name, feature], value)
+        return psi
 
 
 def exposition() -> bytes:

@@ -92,3 +92,30 @@ class DirtyMinute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment_id} {self.minute:%Y-%m-%d %H:%M}"
+
+
+class DriftResult(models.Model):
+    """One feature's drift in one window of live traffic, against the reference (the training dataset
+    version's profile; for `prediction`, the serving version's own first day of outputs)."""
+
+    deployment = models.ForeignKey("deployments.Deployment", on_delete=models.CASCADE, related_name="+")
+    window_end = models.DateTimeField()
+    window_minutes = models.PositiveIntegerField()
+    feature = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, help_text="numeric, categorical or prediction")
+    n = models.PositiveIntegerField(help_text="live values in the window")
+    psi = models.FloatField(null=True)
+    ks = models.FloatField(null=True, help_text="numeric: Kolmogorov-Smirnov statistic at histogram resolution")
+    chi2 = models.FloatField(null=True, help_text="categorical: chi-square statistic against the reference")
+    p_value = models.FloatField(null=True, help_text="categorical: the chi-square test's p-value")
+    severity = models.CharField(max_length=16, help_text="none, moderate, major or n/a")
+    reference = models.CharField(max_length=255, blank=True, help_text="what the window was compared with")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "window_end", "feature"], name="drift_result_unique")
+        ]
+        indexes = [models.Index(fields=["deployment", "window_end"], name="drift_deployment_window_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id} {self.feature} {self.window_end:%Y-%m-%d %H:%M} psi={self.psi}"

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import yaml
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -15,9 +16,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from deployments.models import Deployment
 from monitoring import charts, grafana, queries
 from monitoring.metrics import exposition
+from monitoring.models import DriftResult
 from registry.permissions import visible_models
 
 AUTO_REFRESH_SECONDS = 30
+MAX_DRIFT_CELLS = 20_000
 
 
 def _visible(request: HttpRequest) -> list[Deployment]:
@@ -81,6 +84,15 @@ def deployment(request: HttpRequest, name: str) -> HttpResponse:
         "quality": json.dumps(charts.quality_figure(series)),
     }
     requests = sum(s.get("requests") for s in series.total)
+    drift_rows = list(
+        DriftResult.objects.filter(deployment=found, window_end__gt=start, window_end__lte=end).order_by(
+            "window_end", "feature"
+        )[:MAX_DRIFT_CELLS]
+    )
+    if drift_rows:
+        figures["drift"] = json.dumps(charts.drift_heatmap(drift_rows))
+    latest_end = drift_rows[-1].window_end if drift_rows else None
+    latest = sorted((r for r in drift_rows if r.window_end == latest_end), key=lambda r: -(r.psi or 0))
     return render(
         request,
         "monitoring/deployment.html",
@@ -96,6 +108,8 @@ def deployment(request: HttpRequest, name: str) -> HttpResponse:
             "requests": requests,
             "labelled": any(s.get("labelled") or s.get("valued") for s in series.total),
             "refresh": AUTO_REFRESH_SECONDS if range_name != "custom" else 0,
+            "drift_latest": latest,
+            "drift_interval": settings.DRIFT_INTERVAL_SECONDS // 60,
         },
     )
 

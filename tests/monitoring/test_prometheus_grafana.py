@@ -50,6 +50,7 @@ def test_the_model_latency_panel_is_the_founding_documents_expression_for_one_de
     assert latency.replace('{deployment="churn-prod"}', "") == FOUNDING
     assert set(expressions(grafana.dashboard("x"))) == {
         "Model Latency", "p95 latency", "Requests per second", "Error rate", "Accuracy", "Labelled predictions",
+        "Drift (PSI)",
     }  # fmt: skip
 
 
