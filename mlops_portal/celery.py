@@ -30,6 +30,7 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     # Per-minute monitoring rollups from the prediction log and late feedback.
     sender.add_periodic_task(settings.ROLLUP_INTERVAL_SECONDS, sender.signature("monitoring.rollup"), name="rollups")
     sender.add_periodic_task(settings.DRIFT_INTERVAL_SECONDS, sender.signature("monitoring.drift"), name="drift")
+    sender.add_periodic_task(settings.ALERT_EVAL_SECONDS, sender.signature("monitoring.evaluate_alerts"), name="alerts")
 
 
 app.autodiscover_tasks()

@@ -277,6 +277,10 @@ FEEDBACK_MAX_ITEMS = env_int("FEEDBACK_MAX_ITEMS", 10_000, minimum=1)
 # of the interval).
 DRIFT_INTERVAL_SECONDS = env_int("DRIFT_INTERVAL_SECONDS", 900, minimum=60)
 DRIFT_WINDOW_MINUTES = env_int("DRIFT_WINDOW_MINUTES", 60, minimum=1, maximum=7 * 24 * 60)
+# Alerts: how often beat evaluates the rules; host names webhooks may reach although they resolve to
+# private or loopback addresses (the egress policy refuses those otherwise).
+ALERT_EVAL_SECONDS = env_int("ALERT_EVAL_SECONDS", 60, minimum=5)
+WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", [])
 
 # Rollouts (deployments/rollouts.py): how often the job looks at the canary and at user commands, whether
 # it waits for the model server to report the candidate loaded, and for how long.

@@ -119,3 +119,109 @@ class DriftResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment_id} {self.feature} {self.window_end:%Y-%m-%d %H:%M} psi={self.psi}"
+
+
+class AlertMetric(models.TextChoices):
+    ERROR_RATE = "error_rate", "error rate (0..1)"
+    P95_LATENCY = "p95_latency_ms", "p95 latency (ms)"
+    P99_LATENCY = "p99_latency_ms", "p99 latency (ms)"
+    MEAN_LATENCY = "mean_latency_ms", "mean latency (ms)"
+    REQUEST_RATE = "request_rate", "requests per second"
+    ACCURACY = "accuracy", "accuracy (0..1, from feedback)"
+    MAE = "mae", "mean absolute error (from feedback)"
+    DRIFT = "drift_psi", "largest feature drift (PSI)"
+    PREDICTION_DRIFT = "prediction_drift_psi", "prediction drift (PSI)"
+
+
+class Comparator(models.TextChoices):
+    GT = ">", "above"
+    GTE = ">=", "at or above"
+    LT = "<", "below"
+    LTE = "<=", "at or below"
+
+
+class Severity(models.TextChoices):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertRule(models.Model):
+    """A condition on one deployment's metric, evaluated on beat: `metric comparator threshold` over the
+    last `window_minutes`, holding for `for_minutes` before an alert opens (0: at once)."""
+
+    name = models.CharField(max_length=200)
+    deployment = models.ForeignKey("deployments.Deployment", on_delete=models.CASCADE, related_name="alert_rules")
+    metric = models.CharField(max_length=32, choices=AlertMetric.choices)
+    comparator = models.CharField(max_length=2, choices=Comparator.choices, default=Comparator.GT)
+    threshold = models.FloatField()
+    window_minutes = models.PositiveIntegerField(default=5)
+    for_minutes = models.PositiveIntegerField(default=0)
+    severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
+    min_requests = models.PositiveIntegerField(
+        default=10, help_text="fewer requests (or labels) in the window: not judged"
+    )
+    enabled = models.BooleanField(default=True)
+    notify_emails = models.JSONField(default=list, blank=True)
+    webhook_url = models.URLField(blank=True, max_length=500)
+    webhook_secret = models.CharField(max_length=64, blank=True, help_text="signs webhook payloads (HMAC-SHA256)")
+    breaching_since = models.DateTimeField(null=True, blank=True, help_text="when the condition started to hold")
+    last_value = models.FloatField(null=True, blank=True)
+    last_evaluated = models.DateTimeField(null=True, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["deployment", "name"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "name"], name="alert_rule_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.metric} {self.comparator} {self.threshold:g}"
+
+    @property
+    def condition(self) -> str:
+        what = f"{self.get_metric_display()} {self.get_comparator_display()} {self.threshold:g}"
+        return f"{what} over {self.window_minutes} min"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Alert(models.Model):
+    """One firing of a rule: open → acknowledged → resolved. At most one unresolved alert per rule, so a
+    condition that keeps holding updates its alert instead of piling up new ones."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    deployment = models.ForeignKey("deployments.Deployment", on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    value = models.FloatField(help_text="the metric when the alert opened")
+    last_value = models.FloatField()
+    message = models.TextField()
+    opened_at = models.DateTimeField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    notifications = models.JSONField(default=list, blank=True, help_text="[{channel, event, status, detail, at}]")
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule"], condition=~models.Q(status="resolved"), name="alert_one_unresolved_per_rule"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "opened_at"], name="alert_status_opened_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.rule.name} ({self.status})"

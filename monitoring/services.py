@@ -121,3 +121,74 @@ def record_feedback(items: Any, *, actor: Any) -> FeedbackReport:
         )
         record_audit(actor, "monitoring.feedback", None, {"received": len(rows), "matched": len(set(matched))})
     return FeedbackReport(received=len(rows), matched=len({rid for rid, _, _ in matched}))
+
+
+# Alert rules ---------------------------------------------------------------------------------------
+
+RULE_FIELDS = ("name", "metric", "comparator", "threshold", "window_minutes", "for_minutes", "severity",
+               "min_requests", "enabled", "notify_emails", "webhook_url")  # fmt: skip
+
+
+class RuleError(ValueError):
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _check_rule(values: dict[str, Any]) -> dict[str, Any]:
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    from monitoring import egress
+
+    emails = values.get("notify_emails") or []
+    if not isinstance(emails, list) or len(emails) > 20:
+        raise RuleError("a list of at most 20 e-mail addresses", "notify_emails")
+    for email in emails:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise RuleError(f"{email!r} is not an e-mail address", "notify_emails") from None
+    url = values.get("webhook_url") or ""
+    if url:
+        try:
+            egress.resolve(url)
+        except egress.EgressDenied as exc:
+            raise RuleError(f"the egress policy refuses it: {exc}", "webhook_url") from None
+    return values
+
+
+def create_alert_rule(deployment: Deployment, *, owner: Any, **values: Any) -> Any:
+    """A new rule on `deployment` (EDIT on its model is checked by the caller); its webhook secret is made here."""
+    import secrets
+
+    from monitoring.models import AlertRule
+
+    unknown = set(values) - set(RULE_FIELDS)
+    if unknown:
+        raise RuleError(f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
+    _check_rule(values)
+    if AlertRule.objects.filter(deployment=deployment, name=values.get("name")).exists():
+        raise RuleError("this deployment already has a rule of that name", "name")
+    with transaction.atomic():
+        rule = AlertRule.objects.create(
+            deployment=deployment, webhook_secret=secrets.token_hex(32),
+            owner=owner if getattr(owner, "is_authenticated", False) else None, **values,
+        )  # fmt: skip
+        record_audit(owner, "alert_rule.create", rule, {"deployment": deployment.name, "metric": rule.metric})
+    return rule
+
+
+def update_alert_rule(rule: Any, *, actor: Any, **values: Any) -> Any:
+    unknown = set(values) - set(RULE_FIELDS)
+    if unknown:
+        raise RuleError(f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
+    _check_rule(values)
+    with transaction.atomic():
+        for key, value in values.items():
+            setattr(rule, key, value)
+        if {"metric", "comparator", "threshold", "window_minutes"} & set(values):
+            rule.breaching_since = None  # a new condition starts its for-duration afresh
+        rule.save()
+        record_audit(actor, "alert_rule.update", rule, {"fields": sorted(values)})
+    return rule

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from monitoring import drift, rollups
+from monitoring import alerts, drift, rollups
 
 
 @shared_task(name="monitoring.rollup", ignore_result=True, acks_late=False)
@@ -16,3 +16,16 @@ def rollup() -> dict[str, int]:
 @shared_task(name="monitoring.drift", ignore_result=True, acks_late=False)
 def compute_drift() -> int:
     return drift.compute_all()
+
+
+@shared_task(name="monitoring.evaluate_alerts", ignore_result=True, acks_late=False)
+def evaluate_alerts() -> dict[str, int]:
+    return alerts.evaluate_rules()
+
+
+@shared_task(
+    name="monitoring.notify", ignore_result=True, acks_late=True, autoretry_for=(alerts.WebhookRetry,),
+    retry_backoff=True, retry_backoff_max=600, retry_jitter=True, max_retries=8,
+)  # fmt: skip
+def notify(alert_id: int, event: str) -> int:
+    return len(alerts.notify(alert_id, event))

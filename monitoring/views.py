@@ -7,17 +7,21 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_POST
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from deployments.models import Deployment
-from monitoring import charts, grafana, queries
+from experiments.models import Permission
+from monitoring import alerts, charts, grafana, queries
 from monitoring.metrics import exposition
-from monitoring.models import DriftResult
-from registry.permissions import visible_models
+from monitoring.models import Alert, AlertRule, AlertStatus, DriftResult
+from registry.permissions import can, visible_models
 
 AUTO_REFRESH_SECONDS = 30
 MAX_DRIFT_CELLS = 20_000
@@ -35,7 +39,8 @@ def index(request: HttpRequest) -> HttpResponse:
     deployments = _visible(request)
     summaries = queries.summaries(deployments, timezone.now())
     rows = [(d, summaries[d.pk]) for d in deployments]
-    return render(request, "monitoring/index.html", {"rows": rows, "refresh": AUTO_REFRESH_SECONDS})
+    firing = Alert.objects.filter(deployment__in=deployments).exclude(status=AlertStatus.RESOLVED).count()
+    return render(request, "monitoring/index.html", {"rows": rows, "refresh": AUTO_REFRESH_SECONDS, "firing": firing})
 
 
 def _moment(value: str) -> datetime | None:
@@ -112,6 +117,48 @@ def deployment(request: HttpRequest, name: str) -> HttpResponse:
             "drift_interval": settings.DRIFT_INTERVAL_SECONDS // 60,
         },
     )
+
+
+def alerts_page(request: HttpRequest) -> HttpResponse:
+    """Open and acknowledged alerts first, then the resolved ones; the rules with their last values."""
+    from django.core.paginator import Paginator
+
+    visible = [d.pk for d in _visible(request)]
+    found = Alert.objects.filter(deployment_id__in=visible).select_related("rule", "deployment", "acknowledged_by")
+    active = list(found.exclude(status=AlertStatus.RESOLVED).order_by("-opened_at"))
+    resolved = Paginator(found.filter(status=AlertStatus.RESOLVED).order_by("-resolved_at", "-id"), 25).get_page(
+        request.GET.get("page")
+    )
+    rules = (
+        AlertRule.objects.filter(deployment_id__in=visible)
+        .select_related("deployment")
+        .order_by("deployment__name", "name")
+    )
+    editable = {d.pk for d in _visible(request) if can(request.user, d.registered_model, Permission.EDIT)}
+    return render(
+        request,
+        "monitoring/alerts.html",
+        {"active": active, "page": resolved, "rules": rules, "editable": editable, "refresh": AUTO_REFRESH_SECONDS},
+    )
+
+
+@require_POST
+def alert_action(request: HttpRequest, pk: int, act: str) -> HttpResponse:
+    alert = Alert.objects.select_related("deployment__registered_model").filter(pk=pk).first()
+    if alert is None or alert.deployment not in _visible(request):
+        raise Http404("no such alert")
+    if not can(request.user, alert.deployment.registered_model, Permission.EDIT):
+        raise PermissionDenied("You need EDIT on the deployment's model to acknowledge or resolve its alerts.")
+    handler = {"acknowledge": alerts.acknowledge, "resolve": alerts.resolve_by_hand}.get(act)
+    if handler is None:
+        raise Http404("no such action")
+    try:
+        handler(alert, actor=request.user)
+    except alerts.AlertError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Alert #{alert.pk} {'acknowledged' if act == 'acknowledge' else 'resolved'}.")
+    return redirect("monitoring:alerts")
 
 
 def grafana_dashboard(request: HttpRequest, name: str) -> HttpResponse:
