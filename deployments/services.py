@@ -34,6 +34,7 @@ from deployments.models import (
 from registry.models import ModelVersion, RegisteredModel, RegisteredModelAlias, VersionStatus
 
 MAX_REPLICAS = 100
+RESERVED_NAMES = frozenset({"alerts"})  # /monitoring/alerts/ is the alerts page, not a deployment's
 ROLLOUT_JOB = "deployments.rollout"
 _NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
 
@@ -113,6 +114,8 @@ def create_deployment(
     gates = validate_gates(gates)
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise DeploymentError("a deployment name is a DNS label: lowercase letters, digits and '-'", "name")
+    if name in RESERVED_NAMES:
+        raise DeploymentError(f"{name!r} is reserved (a page of the portal has that path)", "name")
     selector = str(selector).strip()
     if not selector:
         raise DeploymentError("the selector is an alias or a version number", "selector")

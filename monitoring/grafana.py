@@ -13,6 +13,7 @@ model server (the Service of its generated Kubernetes manifests, or a given addr
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -110,7 +111,8 @@ def dashboard(deployment: str, *, title: str | None = None, uid: str | None = No
             }
         )
     return {
-        "uid": uid or f"mlops-deployment-{deployment}"[:40],
+        # Grafana uids are at most 40 characters: a hash keeps long names that share a prefix apart.
+        "uid": uid or f"mlops-{hashlib.sha256(deployment.encode()).hexdigest()[:8]}-{deployment}"[:40],
         "title": title or f"Deployment {deployment}",
         "description": "Latency, traffic, errors and accuracy of a model deployment served by MLOps Portal.",
         "tags": ["mlops-portal", "deployment"],

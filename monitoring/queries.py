@@ -147,6 +147,10 @@ class Summary:
     def error_rate(self) -> float | None:
         return self.errors / self.requests if self.requests else None
 
+    @property
+    def error_pct(self) -> float | None:
+        return 100 * self.errors / self.requests if self.requests else None
+
 
 def summaries(
     deployments: list[Deployment], now: datetime, window: timedelta = timedelta(hours=1)

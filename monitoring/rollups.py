@@ -145,12 +145,13 @@ def _add_accuracy(logs: Any, rows: dict[tuple[datetime, int, str], MinuteRollup]
     labelled = list(labelled)
     if not labelled:
         return
-    truth = {
-        request_id: (label, is_value)
-        for request_id, label, is_value in Feedback.objects.filter(
-            request_id__in=logs.values("request_id")
-        ).values_list("request_id", "label", "is_value")
-    }
+    rows_of_feedback = Feedback.objects.filter(request_id__in=logs.values("request_id")).values_list(
+        "request_id", "label", "is_value", "submitted_by_id"
+    )
+    trusted = _submitters_who_may_label(logs, {row[3] for row in rows_of_feedback})
+    # Feedback for a request not yet logged could not be checked when it came: it counts only if its
+    # submitter may label this deployment's predictions (EDIT on its model), checked here.
+    truth = {rid: (label, is_value) for rid, label, is_value, user_id in rows_of_feedback if user_id in trusted}
     for moment, version, arm, request_id, outputs in labelled:
         row = rows.get((minute_of(moment), version, arm))
         if row is None or outputs is None:
@@ -174,6 +175,21 @@ def _add_accuracy(logs: Any, rows: dict[tuple[datetime, int, str], MinuteRollup]
                     row.correct += int(verdict)
 
 
+def _submitters_who_may_label(logs: Any, user_ids: set[int | None]) -> set[int | None]:
+    from django.contrib.auth import get_user_model
+
+    from deployments.models import Deployment
+    from experiments.models import Permission
+    from registry.permissions import can
+
+    first = logs.values_list("deployment_id", flat=True).first()
+    deployment = Deployment.objects.select_related("registered_model").filter(pk=first).first()
+    if deployment is None:
+        return set()
+    users = get_user_model().objects.filter(pk__in=[u for u in user_ids if u is not None])
+    return {user.pk for user in users if can(user, deployment.registered_model, Permission.EDIT)}
+
+
 def prediction_rows(outputs: Any) -> list[Any]:
     """One prediction per input row, whatever the protocol returned (named outputs: the first)."""
     if isinstance(outputs, dict):
@@ -190,6 +206,8 @@ def _number(value: Any) -> float | None:
 def is_correct(predicted: Any, label: Any) -> bool | None:
     """Whether a classifier's output names the label: argmax of class scores, a 0.5 threshold on one
     probability against 0/1 labels, or equality. None when they cannot be compared."""
+    if isinstance(label, bool):
+        label = int(label)  # true/false labels are classes 1 and 0
     if isinstance(predicted, list):
         scores = [_number(v) for v in predicted]
         if len(scores) > 1 and all(s is not None for s in scores):

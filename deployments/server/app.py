@@ -236,6 +236,8 @@ class ModelServer:
         except Exception:
             logger.exception("model server: unexpected error (request %s)", request_id)
             status, body, content_type = 500, {"error": "internal error"}, "application/json"
+            if labels["deployment"]:
+                self.errors.labels(labels["deployment"], labels["model_version"], "server_error").inc()
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         start_response(
             f"{status} {_REASONS.get(status, '')}",

@@ -142,6 +142,8 @@ class ProcessPredictionLogger:
             return
         self._send()
         self._queue.put(STOP)
+        if self.dropped:
+            logger.warning("prediction log: %d rows were dropped because the writer could not keep up", self.dropped)
         self._process.join(timeout=30)
         if self._process.is_alive():
             logger.warning("prediction log writer did not stop in 30 s; terminating it")

@@ -94,3 +94,21 @@ def test_comparisons_cover_the_shapes_models_answer_with() -> None:
     assert rollups.is_correct(None, 1) is None
     assert rollups.regression_error([2.5], 2.0) == 0.5
     assert rollups.prediction_rows({"scores": [[1.0], [0.0]]}) == [[1.0], [0.0]]
+
+
+def test_early_feedback_from_someone_who_may_not_label_the_deployment_does_not_count(
+    predict: Any, django_user_model: Any, settings: Any
+) -> None:
+    from tests.conftest import make_user
+
+    settings.TRACKING_DEFAULT_PERMISSION = "READ"
+    outsider = make_user(django_user_model, "otto", "editor")
+    services.record_feedback([{"request_id": "early", "label": 0}], actor=outsider)  # not logged yet: accepted
+    predict(T0, request_id="early", outputs=[[0.8]])
+    rollups.fill_rollups()
+    assert rollup_of(T0).labelled == 0
+
+
+def test_boolean_labels_are_classes_one_and_zero() -> None:
+    assert rollups.is_correct([0.9], True) is True
+    assert rollups.is_correct([0.9], False) is False

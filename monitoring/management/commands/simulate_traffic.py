@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import random
 import threading
 import time
@@ -173,8 +174,10 @@ class Command(BaseCommand):
         path = f"/v1/models/{deployment.name}:predict"
         # Labels that are numbers with fractions are regression targets, sent as `value`.
         key = "label"
-        if labels and all(isinstance(v, int | float) and not isinstance(v, bool) for v in labels):
-            key = "value" if any(float(v) != int(v) for v in labels) else "label"
+        numbers = [v for v in labels or [] if v is not None and not isinstance(v, bool)]
+        if numbers and all(isinstance(v, int | float) for v in numbers):
+            finite = [v for v in numbers if math.isfinite(v)]
+            key = "value" if any(float(v) != int(v) for v in finite) else "label"
         named = bool(columns) and not all(c.isdigit() for c in columns)
         shift = [drift.get(c, 0.0) for c in columns]
         order = list(range(len(rows)))
@@ -208,8 +211,10 @@ class Command(BaseCommand):
                 with lock:
                     stats["sent"] += 1
                     stats["ok" if status == 200 else "failed"] += 1
-                    if status == 200 and labels is not None and request_id:
-                        pending.append((time.monotonic() + label_delay, request_id, labels[row_index]))
+                    label = labels[row_index] if labels is not None else None
+                    usable = label is not None and not (isinstance(label, float) and not math.isfinite(label))
+                    if status == 200 and usable and request_id:
+                        pending.append((time.monotonic() + label_delay, request_id, label))
 
         def post_labels(final: bool = False) -> None:
             while True:
