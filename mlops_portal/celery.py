@@ -31,6 +31,7 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     sender.add_periodic_task(settings.ROLLUP_INTERVAL_SECONDS, sender.signature("monitoring.rollup"), name="rollups")
     sender.add_periodic_task(settings.DRIFT_INTERVAL_SECONDS, sender.signature("monitoring.drift"), name="drift")
     sender.add_periodic_task(settings.ALERT_EVAL_SECONDS, sender.signature("monitoring.evaluate_alerts"), name="alerts")
+    sender.add_periodic_task(3600.0, sender.signature("monitoring.prune"), name="retention")
 
 
 app.autodiscover_tasks()

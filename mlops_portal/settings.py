@@ -273,6 +273,9 @@ MODEL_SERVER_LOG_MAX_BODY_BYTES = env_int("MODEL_SERVER_LOG_MAX_BODY_BYTES", 64 
 ROLLUP_INTERVAL_SECONDS = env_float("ROLLUP_INTERVAL_SECONDS", 30.0, minimum=1.0)
 ROLLUP_BATCH_ROWS = env_int("ROLLUP_BATCH_ROWS", 50_000, minimum=100)
 FEEDBACK_MAX_ITEMS = env_int("FEEDBACK_MAX_ITEMS", 10_000, minimum=1)
+# Retention (0: keep forever): prediction log rows and feedback; per-minute rollups and drift windows.
+PREDICTION_LOG_RETENTION_DAYS = env_int("PREDICTION_LOG_RETENTION_DAYS", 30, minimum=0)
+ROLLUP_RETENTION_DAYS = env_int("ROLLUP_RETENTION_DAYS", 400, minimum=0)
 # Drift: how often beat computes it, for a window of how many minutes of live traffic (ending at a multiple
 # of the interval).
 DRIFT_INTERVAL_SECONDS = env_int("DRIFT_INTERVAL_SECONDS", 900, minimum=60)

@@ -7,7 +7,7 @@ import time
 from celery import shared_task
 from django.conf import settings
 
-from monitoring import alerts, drift, rollups
+from monitoring import alerts, drift, retention, rollups
 
 
 @shared_task(name="monitoring.rollup", ignore_result=True, acks_late=False)
@@ -38,3 +38,8 @@ def evaluate_alerts() -> dict[str, int]:
 )  # fmt: skip
 def notify(alert_id: int, event: str) -> int:
     return len(alerts.notify(alert_id, event))
+
+
+@shared_task(name="monitoring.prune", ignore_result=True, acks_late=False)
+def prune() -> dict[str, int]:
+    return retention.prune().deleted
