@@ -51,7 +51,7 @@ def _layout(series: Series, title: str, yaxis: dict[str, Any], **extra: Any) -> 
     return {
         "title": {"text": title, "font": {"size": 14}},
         "height": 280,
-        "margin": {"l": 56, "r": 16, "t": 36, "b": 36},
+        "margin": extra.pop("margin", {"l": 56, "r": 16, "t": 36, "b": 36}),
         "xaxis": {"type": "date", "range": [series.start.isoformat(), series.end.isoformat()]},
         "yaxis": yaxis,
         "legend": {"orientation": "h", "y": -0.2},
@@ -89,6 +89,7 @@ def traffic_figure(series: Series) -> dict[str, Any]:
         "layout": _layout(
             series, "Requests and errors", {"title": "requests/s", "rangemode": "tozero"},
             yaxis2={"title": "errors %", "overlaying": "y", "side": "right", "rangemode": "tozero"},
+            margin={"l": 56, "r": 56, "t": 36, "b": 36},  # room for the right axis
         ),
     }  # fmt: skip
 

@@ -39,7 +39,8 @@ def test_a_pushed_version_is_profiled_by_a_worker_that_reports_progress(
         def profiled() -> bool:
             body = client.get("/api/v1/datasets/big/versions/1/profile").json()
             seen.append(body["job"]["progress"])
-            return body["status"] in ("ready", "failed")
+            # The profile is saved a moment before its job is marked finished: wait for both.
+            return body["status"] in ("ready", "failed") and body["job"]["status"] in ("succeeded", "failed")
 
         wait_until(profiled, timeout=90, interval=0.05, message="the profile job to finish")
 
