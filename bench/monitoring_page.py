@@ -71,6 +71,7 @@ def seed(days: int) -> tuple[object, str]:
     MinuteRollup.objects.bulk_create(rows)
     drift = [
         DriftResult(deployment=deployment, window_end=start + timedelta(minutes=15 * w), window_minutes=60,
+                    window_epoch_minute=int(start.timestamp()) // 60 + 15 * w,
                     feature=f"f{k}", kind="numeric", n=500, psi=rng.random() * 0.3, ks=0.1, severity="none")
         for w in range(days * 96) for k in range(8)
     ]  # fmt: skip
@@ -86,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.update({
         "DATABASE_URL": reset_database(args.pg), "DJANGO_SETTINGS_MODULE": "tests.settings", "REDIS_URL": "",
-        "DB_CONN_MAX_AGE": "60", "LOG_LEVEL": "WARNING",
+        "DB_CONN_MAX_AGE": "60", "LOG_LEVEL": "WARNING", "ALLOWED_HOSTS": "testserver",
     })  # fmt: skip
     sys.path.insert(0, str(ROOT))
     import django

@@ -268,7 +268,8 @@ def compute_drift(deployment: Deployment, end: datetime, minutes: int | None = N
 def _result(deployment: Deployment, end: datetime, minutes: int, feature: str, found: dict[str, Any],
             reference: str) -> DriftResult:  # fmt: skip
     return DriftResult(
-        deployment=deployment, window_end=end, window_minutes=minutes, feature=feature[:255], kind=found["kind"],
+        deployment=deployment, window_end=end, window_epoch_minute=int(end.timestamp()) // 60, window_minutes=minutes,
+        feature=feature[:255], kind=found["kind"],
         n=found["n"], psi=found.get("psi"), ks=found.get("ks"), chi2=found.get("chi2"), p_value=found.get("p_value"),
         severity=severity(found.get("psi")), reference=reference[:255],
     )  # fmt: skip

@@ -100,6 +100,7 @@ class DriftResult(models.Model):
 
     deployment = models.ForeignKey("deployments.Deployment", on_delete=models.CASCADE, related_name="+")
     window_end = models.DateTimeField()
+    window_epoch_minute = models.BigIntegerField(default=0, help_text="window_end in minutes since 1970 (for SQL)")
     window_minutes = models.PositiveIntegerField()
     feature = models.CharField(max_length=255)
     kind = models.CharField(max_length=16, help_text="numeric, categorical or prediction")

@@ -113,22 +113,53 @@ def _slot_start(slot: int, width: int) -> datetime:
 
 
 def series(deployment: Deployment, start: datetime, end: datetime) -> Series:
-    """Two queries of sums (all traffic; per version and arm) and one of events."""
+    """One query of sums per slot, model version and arm (all traffic is their sum), and one of events."""
     width = slot_width(end - start)
     rows = MinuteRollup.objects.filter(
         deployment=deployment, epoch_minute__gte=_epoch_minute(start), epoch_minute__lt=_epoch_minute(end) + 1
     ).annotate(slot=F("epoch_minute") / width)
     sums = {name: Sum(name) for name in SUMMED}
-    total = [
-        Slot(_slot_start(row["slot"], width), row) for row in rows.values("slot").annotate(**sums).order_by("slot")
-    ]
     by_arm: dict[tuple[int, str], list[Slot]] = defaultdict(list)
+    totals: dict[int, dict[str, float]] = {}
     for row in rows.values("slot", "model_version", "arm").annotate(**sums).order_by("model_version", "arm", "slot"):
         by_arm[(row["model_version"], row["arm"])].append(Slot(_slot_start(row["slot"], width), row))
+        total = totals.setdefault(row["slot"], dict.fromkeys(SUMMED, 0))
+        for name in SUMMED:
+            total[name] += row[name] or 0
+    total_slots = [Slot(_slot_start(slot, width), values) for slot, values in sorted(totals.items())]
     events = list(
         deployment.events.filter(kind__in=MARKED_EVENTS, time__gte=start, time__lte=end).order_by("time", "id")
     )
-    return Series(start, end, width, total, dict(by_arm), events)
+    return Series(start, end, width, total_slots, dict(by_arm), events)
+
+
+@dataclass
+class DriftCell:
+    """The largest PSI of one feature within one slot of drift windows."""
+
+    window_end: datetime
+    feature: str
+    psi: float | None
+    severity: str
+    n: int
+
+
+def drift_cells(deployment: Deployment, start: datetime, end: datetime) -> list[DriftCell]:
+    """Drift windows in the range merged in SQL into at most MAX_SLOTS columns: the worst PSI of each."""
+    from django.db.models import Max, Min
+
+    from datasets.diff import severity
+    from monitoring.models import DriftResult
+
+    width = slot_width(end - start)
+    rows = (
+        DriftResult.objects.filter(deployment=deployment, window_end__gt=start, window_end__lte=end)
+        .annotate(slot=F("window_epoch_minute") / width)
+        .values("slot", "feature")
+        .annotate(psi=Max("psi"), n=Min("n"), last=Max("window_end"))
+        .order_by("slot", "feature")
+    )
+    return [DriftCell(row["last"], row["feature"], row["psi"], severity(row["psi"]), row["n"]) for row in rows]
 
 
 @dataclass

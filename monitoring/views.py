@@ -24,7 +24,6 @@ from monitoring.models import Alert, AlertRule, AlertStatus, DriftResult
 from registry.permissions import can, visible_models
 
 AUTO_REFRESH_SECONDS = 30
-MAX_DRIFT_CELLS = 20_000
 
 
 def _visible(request: HttpRequest) -> list[Deployment]:
@@ -89,15 +88,14 @@ def deployment(request: HttpRequest, name: str) -> HttpResponse:
         "quality": json.dumps(charts.quality_figure(series)),
     }
     requests = sum(s.get("requests") for s in series.total)
-    drift_rows = list(
-        DriftResult.objects.filter(deployment=found, window_end__gt=start, window_end__lte=end).order_by(
-            "window_end", "feature"
-        )[:MAX_DRIFT_CELLS]
-    )
+    drift_rows = queries.drift_cells(found, start, end)
     if drift_rows:
         figures["drift"] = json.dumps(charts.drift_heatmap(drift_rows))
-    latest_end = drift_rows[-1].window_end if drift_rows else None
-    latest = sorted((r for r in drift_rows if r.window_end == latest_end), key=lambda r: -(r.psi or 0))
+    last = DriftResult.objects.filter(deployment=found, window_end__gt=start, window_end__lte=end).order_by(
+        "-window_end"
+    )
+    latest_end = last.values_list("window_end", flat=True).first()
+    latest = list(last.filter(window_end=latest_end).order_by("-psi", "feature")) if latest_end else []
     return render(
         request,
         "monitoring/deployment.html",

@@ -48,10 +48,12 @@ def watched(editor: Any, settings: Any, tmp_path: Path) -> Any:
     rollups.fill_rollups()
     for window in range(4):
         for feature, psi in (("age", 0.02 + 0.12 * window), ("income", 0.03), ("plan", 0.05 * window)):
-            DriftResult.objects.create(deployment=deployment, window_end=now - timedelta(minutes=15 * (3 - window)),
-                                       window_minutes=60, feature=feature, kind="numeric", n=400, psi=psi, ks=psi / 2,
-                                       severity="major" if psi > 0.25 else "moderate" if psi >= 0.1 else "none",
-                                       reference="training v1")  # fmt: skip
+            end = now - timedelta(minutes=15 * (3 - window))
+            DriftResult.objects.create(
+                deployment=deployment, window_end=end, window_epoch_minute=int(end.timestamp()) // 60,
+                window_minutes=60, feature=feature, kind="numeric", n=400, psi=psi, ks=psi / 2,
+                severity="major" if psi > 0.25 else "moderate" if psi >= 0.1 else "none", reference="training v1",
+            )  # fmt: skip
     rule = monitoring.create_alert_rule(deployment, owner=editor, name="errors", metric="error_rate", threshold=0.05,
                                         window_minutes=15, min_requests=10)  # fmt: skip
     alerts.evaluate_rule(rule, now)
