@@ -44,7 +44,7 @@ def _child(items: Any, flush_seconds: float, settings_module: str) -> None:
     parent = os.getppid()
     # Behind the server for the CPU: on a small machine the writer must not take a core from predictions.
     with contextlib.suppress(OSError):
-        os.nice(10)
+        os.nice(19)
 
     import django
 
