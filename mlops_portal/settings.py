@@ -272,6 +272,8 @@ MODEL_SERVER_LOG_MAX_BODY_BYTES = env_int("MODEL_SERVER_LOG_MAX_BODY_BYTES", 64 
 # and the most feedback items one POST /api/v1/feedback takes.
 ROLLUP_INTERVAL_SECONDS = env_float("ROLLUP_INTERVAL_SECONDS", 30.0, minimum=1.0)
 ROLLUP_BATCH_ROWS = env_int("ROLLUP_BATCH_ROWS", 50_000, minimum=100)
+# Log rows younger than this wait for the next fill (writers commit out of id order).
+ROLLUP_SETTLE_SECONDS = env_float("ROLLUP_SETTLE_SECONDS", 5.0, minimum=0.0)
 FEEDBACK_MAX_ITEMS = env_int("FEEDBACK_MAX_ITEMS", 10_000, minimum=1)
 # Retention (0: keep forever): prediction log rows and feedback; per-minute rollups and drift windows.
 PREDICTION_LOG_RETENTION_DAYS = env_int("PREDICTION_LOG_RETENTION_DAYS", 30, minimum=0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import operator
@@ -153,7 +154,13 @@ def evaluate_rules(now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     counts: dict[str, int] = {}
     for rule in AlertRule.objects.filter(enabled=True).select_related("deployment"):
-        outcome = evaluate_rule(rule, now)
+        try:
+            outcome = evaluate_rule(rule, now)
+        except AlertRule.DoesNotExist:  # deleted while the others were evaluated
+            outcome = "deleted"
+        except Exception:  # one rule's failure must not stop the others
+            logger.exception("evaluating alert rule %s failed", rule.pk)
+            outcome = "error"
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
@@ -239,8 +246,14 @@ def notify(alert_id: int, event: str) -> list[dict[str, Any]]:
     if rule.notify_emails and not _already(alert, "email", event):
         subject = f"[{alert.severity}] {rule.name} {event}: {alert.deployment.name}"
         body = f"{alert.message}\n\n{payload(alert, event)['url']}\n"
-        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, list(rule.notify_emails))
-        outcomes.append({"channel": "email", "event": event, "status": "sent", "at": now})
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, list(rule.notify_emails))
+        except Exception as exc:  # the mail server's trouble must not keep the webhook from going out
+            logger.warning("alert %s: e-mail failed: %s", alert.pk, exc)
+            outcomes.append({"channel": "email", "event": event, "status": "failed", "detail": str(exc)[:200],
+                             "at": now})  # fmt: skip
+        else:
+            outcomes.append({"channel": "email", "event": event, "status": "sent", "at": now})
     if rule.webhook_url and not _already(alert, "webhook", event):
         body = json.dumps(payload(alert, event), sort_keys=True).encode()
         stamp = str(int(time.time()))
@@ -254,7 +267,7 @@ def notify(alert_id: int, event: str) -> list[dict[str, Any]]:
             response = egress.post(rule.webhook_url, body, headers)
         except egress.EgressDenied as exc:
             outcomes.append({"channel": "webhook", "event": event, "status": "refused", "detail": str(exc), "at": now})
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             _record(alert, outcomes)
             raise WebhookRetry(f"{rule.webhook_url}: {exc}") from exc
         else:

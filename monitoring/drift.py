@@ -12,6 +12,7 @@ does); each categorical one PSI and a chi-square test over the reference's top v
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,10 +30,11 @@ from experiments.lineage import versions_for_inputs
 from monitoring.models import DriftResult
 from monitoring.rollups import prediction_rows
 
-MAX_WINDOW_ROWS = 20_000
+MAX_WINDOW_ROWS = 5_000  # request bodies read per window (each up to MODEL_SERVER_LOG_MAX_BODY_BYTES)
 MIN_VALUES = 50  # fewer live values than this in a window: not judged
 DRIFT_BINS = 10  # PSI over few live values is biased upwards by about (bins - 1) / n: keep the bins coarse
 PREDICTION = "prediction"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -124,6 +126,8 @@ def numeric_profile(values: list[Any], edges: list[float]) -> dict[str, Any] | N
     if not len(array):
         return None
     width = (edges[-1] - edges[0]) / max(len(edges) - 1, 1) or 1.0
+    # Values far outside the reference land in the outermost bins: a 1e308 must not ask for infinite bins.
+    array = np.clip(array, edges[0] - 1000 * width, edges[-1] + 1000 * width)
     low = min(edges[0], float(array.min()))
     high = max(edges[-1], float(array.max()))
     start = edges[0] - width * math.ceil((edges[0] - low) / width)
@@ -282,5 +286,8 @@ def compute_all(now: datetime | None = None) -> int:
     active = PredictionLog.objects.filter(time__gte=start, time__lt=end).values_list("deployment_id", flat=True)
     stored = 0
     for deployment in Deployment.objects.filter(pk__in=active.distinct()).select_related("holdout_dataset_version"):
-        stored += len(compute_drift(deployment, end))
+        try:
+            stored += len(compute_drift(deployment, end))
+        except Exception:  # one deployment's odd data must not stop drift for the others
+            logger.exception("drift of deployment %s failed", deployment.name)
     return stored

@@ -33,29 +33,36 @@ class Response:
 
 
 def _forbidden(address: str) -> str | None:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None:
+            ip = embedded
     for attribute, what in (
         ("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_private", "private"),
         ("is_multicast", "multicast"), ("is_reserved", "reserved"), ("is_unspecified", "unspecified"),
     ):  # fmt: skip
         if getattr(ip, attribute):
             return what
+    if not ip.is_global:  # shared address space (100.64/10, cloud metadata at 100.100.100.200) and the like
+        return "non-public"
     return None
 
 
 def resolve(url: str) -> tuple[urllib.parse.SplitResult, str]:
     """The URL's parts and the one address to connect to, once the policy allows them."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # a bad port or bracket
+        raise EgressDenied(f"not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise EgressDenied(f"only http and https URLs with a host are allowed: {url!r}")
     if parts.username or parts.password:
         raise EgressDenied("credentials in the URL are not allowed; use the webhook secret")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
         raise EgressDenied(f"{parts.hostname} does not resolve: {exc}") from None
     addresses = sorted({info[4][0] for info in infos})
     if parts.hostname.lower() not in {h.lower() for h in settings.WEBHOOK_ALLOWED_HOSTS}:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, multiprocess
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
@@ -50,7 +51,16 @@ class JobCollector(Collector):
 
 class ModelQualityCollector(Collector):
     """Accuracy from ground-truth feedback over the last hour, per deployment, model version and arm,
-    read from the rollups at scrape time (the model server cannot know it: labels arrive later)."""
+    read from the rollups at scrape time (the model server cannot know it: labels arrive later). Only the
+    deployments whose model the scraping user may read."""
+
+    def __init__(self, user: object = None) -> None:
+        self.user = user
+
+    def _visible(self, rows: Any) -> Any:
+        from registry.permissions import visible_models
+
+        return rows.filter(deployment__registered_model__in=visible_models(self.user))
 
     def collect(self) -> Iterator[Metric]:
         from django.db.models import Sum
@@ -67,7 +77,7 @@ class ModelQualityCollector(Collector):
         )
         since = int((timezone.now() - timedelta(hours=1)).timestamp() // 60)
         rows = (
-            MinuteRollup.objects.filter(epoch_minute__gte=since, labelled__gt=0)
+            self._visible(MinuteRollup.objects.filter(epoch_minute__gte=since, labelled__gt=0))
             .values("deployment__name", "model_version", "arm")
             .annotate(labelled=Sum("labelled"), correct=Sum("correct"))
             .order_by()
@@ -91,7 +101,7 @@ class ModelQualityCollector(Collector):
             "mlops_feature_drift_psi", "PSI of live inputs against the training data, latest window.",
             labels=["deployment", "feature"],
         )  # fmt: skip
-        recent = DriftResult.objects.filter(window_end__gte=timezone.now() - timedelta(days=1))
+        recent = self._visible(DriftResult.objects.filter(window_end__gte=timezone.now() - timedelta(days=1)))
         latest = recent.values("deployment_id").annotate(end=Max("window_end"))
         for row in latest:
             for name, feature, value in recent.filter(
@@ -102,7 +112,7 @@ class ModelQualityCollector(Collector):
         return psi
 
 
-def exposition() -> bytes:
+def exposition(user: object = None) -> bytes:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
@@ -111,5 +121,5 @@ def exposition() -> bytes:
     output = generate_latest(registry)
     jobs_registry = CollectorRegistry()
     jobs_registry.register(JobCollector())
-    jobs_registry.register(ModelQualityCollector())
+    jobs_registry.register(ModelQualityCollector(user))
     return output + generate_latest(jobs_registry)

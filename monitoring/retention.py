@@ -40,7 +40,7 @@ def prune(now: object = None) -> PruneReport:
     deadline = time.monotonic() + BUDGET_SECONDS
     days = settings.PREDICTION_LOG_RETENTION_DAYS
     if days:
-        cutoff = now - timedelta(days=days)  # type: ignore[operator]
+        cutoff = (now - timedelta(days=days)).replace(second=0, microsecond=0)  # type: ignore[operator]
         read_up_to = RollupCursor.objects.filter(name=CURSOR).values_list("last_id", flat=True).first() or 0
         _delete_in_batches(PredictionLog.objects.filter(time__lt=cutoff, pk__lte=read_up_to), "predictions", report,
                            deadline)  # fmt: skip

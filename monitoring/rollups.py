@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncMinute
+from django.utils import timezone
 
 from deployments.models import PredictionLog
 from monitoring.models import BUCKET_FIELDS, LATENCY_BOUNDS_MS, DirtyMinute, Feedback, MinuteRollup, RollupCursor
@@ -77,14 +78,26 @@ def fill_rollups(max_rows: int | None = None) -> FillReport:
             .order_by("pk")
             .values_list("pk", "deployment_id", "time")[:max_rows]
         )
+        # Several writers commit out of id order: stop at the first row younger than the settle time, so
+        # the cursor never passes ids whose rows (written at about the same time) may not be committed yet.
+        settled = timezone.now() - timedelta(seconds=settings.ROLLUP_SETTLE_SECONDS)
+        cut = next((i for i, (_, _, moment) in enumerate(new) if moment > settled), len(new))
+        new = new[:cut]
         touched: dict[int, set[datetime]] = defaultdict(set)
         for _, deployment_id, moment in new:
             minute = minute_of(moment)
             for back in range(STRAGGLER_MINUTES + 1):
                 touched[deployment_id].add(minute - back * MINUTE)
         dirty = list(DirtyMinute.objects.values_list("pk", "deployment_id", "minute")[:10_000])
+        # Deleted before recomputing: feedback committing meanwhile re-marks its minute (its insert waits
+        # for this delete) instead of colliding with a row about to go.
+        DirtyMinute.objects.filter(pk__in=[pk for pk, _, _ in dirty]).delete()
         for _, deployment_id, minute in dirty:
             touched[deployment_id].add(minute_of(minute))
+        if settings.PREDICTION_LOG_RETENTION_DAYS:
+            # Raw rows of minutes near the retention cutoff may be gone: never rebuild those from a remnant.
+            oldest = timezone.now() - timedelta(days=settings.PREDICTION_LOG_RETENTION_DAYS) + timedelta(hours=1)
+            touched = defaultdict(set, {d: {m for m in ms if m >= oldest} for d, ms in touched.items()})
         minutes = 0
         for deployment_id, wanted in touched.items():
             for start, end in _runs(sorted(wanted)):
@@ -92,8 +105,6 @@ def fill_rollups(max_rows: int | None = None) -> FillReport:
         if new:
             cursor.last_id = new[-1][0]
             cursor.save(update_fields=["last_id", "updated"])
-        if dirty:
-            DirtyMinute.objects.filter(pk__in=[pk for pk, _, _ in dirty]).delete()
     return FillReport(rows=len(new), minutes=minutes, cursor=cursor.last_id)
 
 
@@ -211,7 +222,10 @@ def is_correct(predicted: Any, label: Any) -> bool | None:
     if isinstance(predicted, list):
         scores = [_number(v) for v in predicted]
         if len(scores) > 1 and all(s is not None for s in scores):
-            return scores.index(max(scores)) == _number(label)  # type: ignore[type-var]
+            wanted = _number(label)
+            if wanted is None:
+                return None  # class scores against a text label: not comparable
+            return scores.index(max(scores)) == wanted  # type: ignore[type-var]
         predicted = predicted[0] if len(predicted) == 1 else None
     number, wanted = _number(predicted), _number(label)
     if number is not None and wanted is not None:

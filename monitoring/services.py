@@ -44,11 +44,18 @@ class FeedbackReport:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _label_ok(value: Any) -> bool:
-    return isinstance(value, str | bool) or _finite(value)
+    if isinstance(value, str):
+        return "\x00" not in value and len(value) <= 1000  # PostgreSQL's jsonb refuses NUL
+    return isinstance(value, bool) or _finite(value)
 
 
 def validate_feedback(items: Any) -> list[tuple[str, Any, bool]]:
@@ -64,7 +71,7 @@ def validate_feedback(items: Any) -> list[tuple[str, Any, bool]]:
         if not isinstance(item, dict):
             raise FeedbackError("each item is an object with request_id and label or value", where)
         request_id = item.get("request_id")
-        if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID:
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID or "\x00" in request_id:
             raise FeedbackError(f"a string of 1 to {MAX_REQUEST_ID} characters", f"{where}.request_id")
         unknown = set(item) - {"request_id", "label", "value"}
         if unknown:
@@ -180,10 +187,17 @@ def create_alert_rule(deployment: Deployment, *, owner: Any, **values: Any) -> A
 
 
 def update_alert_rule(rule: Any, *, actor: Any, **values: Any) -> Any:
+    from monitoring.models import AlertRule
+
     unknown = set(values) - set(RULE_FIELDS)
     if unknown:
         raise RuleError(f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
     _check_rule(values)
+    if (
+        "name" in values
+        and AlertRule.objects.filter(deployment=rule.deployment, name=values["name"]).exclude(pk=rule.pk).exists()
+    ):
+        raise RuleError("this deployment already has a rule of that name", "name")
     with transaction.atomic():
         for key, value in values.items():
             setattr(rule, key, value)

@@ -182,4 +182,4 @@ def prometheus_config(request: HttpRequest) -> HttpResponse:
 
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text format. Needs a token like every API: Prometheus sends it as a Bearer header."""
-    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(exposition(request.user), content_type=CONTENT_TYPE_LATEST)

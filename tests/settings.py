@@ -17,6 +17,7 @@ os.environ.setdefault("DB_CONN_MAX_AGE", "0")
 from mlops_portal.settings import *  # noqa: F403  (settings modules are the one place for this)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
+ROLLUP_SETTLE_SECONDS = float(os.environ.get("ROLLUP_SETTLE_SECONDS", "0"))  # tests log "now" and roll up at once
 
 # Serve static files straight from the finders; nothing is collected in a test run.
 WHITENOISE_USE_FINDERS = True

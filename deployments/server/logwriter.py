@@ -94,6 +94,9 @@ class ProcessPredictionLogger:
                 return
             if self._process is not None:
                 logger.warning("prediction log writer exited (%s); starting another", self._process.exitcode)
+                # A child killed inside Queue.get() dies holding the queue's read lock: a new child on the
+                # same queue would never read again. What the old queue still held is lost with it.
+                self._queue = self._context.Queue(QUEUE_LIMIT)
             settings_module = os.environ.get("DJANGO_SETTINGS_MODULE", "mlops_portal.settings")
             self._process = self._context.Process(
                 target=_child, args=(self._queue, self.flush_seconds, settings_module), name="prediction-log-writer",
@@ -146,5 +149,5 @@ class ProcessPredictionLogger:
             logger.warning("prediction log: %d rows were dropped because the writer could not keep up", self.dropped)
         self._process.join(timeout=30)
         if self._process.is_alive():
-            logger.warning("prediction log writer did not stop in 30 s; terminating it")
-            self._process.terminate()
+            logger.warning("prediction log writer did not stop in 30 s; killing it")
+            self._process.kill()  # it ignores SIGTERM by design

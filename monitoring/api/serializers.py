@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from monitoring.models import Alert, AlertMetric, AlertRule, Comparator, Severity
@@ -17,6 +19,14 @@ class AlertRuleSerializer(serializers.ModelSerializer):
             "last_evaluated", "owner", "created",
         ]  # fmt: skip
         read_only_fields = ["id", "deployment", "breaching_since", "last_value", "last_evaluated", "owner", "created"]
+
+    def to_representation(self, rule: AlertRule) -> dict[str, Any]:
+        """Where notifications go (a webhook URL is often a credential) is for editors of the model only."""
+        data = super().to_representation(rule)
+        if not self.context.get("can_edit", lambda _rule: False)(rule):
+            data["webhook_url"] = "" if not rule.webhook_url else "(hidden)"
+            data["notify_emails"] = []
+        return data
 
 
 class AlertRuleWriteSerializer(serializers.Serializer):

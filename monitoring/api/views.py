@@ -95,6 +95,11 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
     queryset = AlertRule.objects.none()
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
+    def get_serializer_context(self) -> dict[str, Any]:
+        user = self.request.user
+        return {**super().get_serializer_context(), "can_edit": lambda rule: can(user, rule.deployment.registered_model,
+                                                                                  Permission.EDIT)}  # fmt: skip
+
     def get_queryset(self) -> QuerySet[AlertRule]:
         rules = _rules_visible(self.request.user).order_by("deployment__name", "name")
         deployment = self.request.query_params.get("deployment")
@@ -120,7 +125,9 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
             rule = services.create_alert_rule(deployment, owner=request.user, **values)
         except services.RuleError as error:
             raise exceptions.ValidationError({error.field: [str(error)]}) from None
-        return Response(AlertRuleSerializer(rule).data, status=status.HTTP_201_CREATED)
+        body = AlertRuleSerializer(rule, context=self.get_serializer_context()).data
+        # The webhook secret is shown once, to its creator, so receivers can check signatures.
+        return Response({**body, "webhook_secret": rule.webhook_secret}, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=AlertRuleWriteSerializer, responses={200: AlertRuleSerializer})
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -133,7 +140,7 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
             rule = services.update_alert_rule(rule, actor=request.user, **values)
         except services.RuleError as error:
             raise exceptions.ValidationError({error.field: [str(error)]}) from None
-        return Response(AlertRuleSerializer(rule).data)
+        return Response(AlertRuleSerializer(rule, context=self.get_serializer_context()).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         rule = self.get_object()

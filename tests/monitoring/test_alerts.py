@@ -50,7 +50,7 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
 def test_an_alert_opens_after_its_for_duration_dedups_and_resolves_itself(
     rule: AlertRule, predict: Any, django_capture_on_commit_callbacks: Any, queued: list[list[Any]]
 ) -> None:
-    now = timezone.now()
+    now = timezone.now() - timedelta(minutes=30)  # the log never holds rows from the future
     traffic(predict, now, ok=10, errors=5)
     assert alerts.evaluate_rule(rule, now) == "pending"  # breaching, but not for 2 minutes yet
     assert alerts.evaluate_rule(rule, now + timedelta(minutes=1)) == "pending"
@@ -121,10 +121,17 @@ def test_rules_are_created_over_the_api_and_bad_ones_name_the_field(deployment: 
     created = api.post("/api/v1/alert-rules/", body, content_type="application/json")
     assert created.status_code == 201, created.content
     assert (created.json()["comparator"], created.json()["window_minutes"]) == (">", 5)
-    assert "webhook_secret" not in created.json()
+    secret = created.json()["webhook_secret"]  # shown once, to its creator
+    assert len(secret) == 64 and "webhook_secret" not in api.get(f"/api/v1/alert-rules/{created.json()['id']}/").json()
+    hooked = api.patch(f"/api/v1/alert-rules/{created.json()['id']}/", {"notify_emails": ["a@example.com"]},
+                       content_type="application/json")  # fmt: skip
+    assert hooked.json()["notify_emails"] == ["a@example.com"]
+    assert Client(**bearer(viewer)).get(f"/api/v1/alert-rules/{created.json()['id']}/").json()["notify_emails"] == []
     for extra, field in (({"name": "x", "metric": "vibes"}, "metric"), ({"name": "y", "webhook_url": "http://127.0.0.1/"},
                          "webhook_url"), ({"name": "z", "notify_emails": ["nope"]}, "notify_emails"),
-                         ({"name": "slow"}, "name"), ({"name": "w", "deployment": "ghost"}, "deployment")):  # fmt: skip
+                         ({"name": "slow"}, "name"), ({"name": "w", "deployment": "ghost"}, "deployment"),
+                         ({"name": "v", "webhook_url": "http://h:99999/"}, "webhook_url"),
+                         ({"name": "u", "webhook_url": "http://100.100.100.200/"}, "webhook_url")):  # fmt: skip
         response = api.post("/api/v1/alert-rules/", {**body, **extra}, content_type="application/json")
         assert response.status_code == 400 and response.json()["error"]["field"] == field, (extra, response.content)
     assert (
@@ -133,6 +140,9 @@ def test_rules_are_created_over_the_api_and_bad_ones_name_the_field(deployment: 
     patched = api.patch(f"/api/v1/alert-rules/{created.json()['id']}/", {"enabled": False},
                         content_type="application/json")  # fmt: skip
     assert patched.json()["enabled"] is False
+    other = api.post("/api/v1/alert-rules/", {**body, "name": "other"}, content_type="application/json").json()
+    clash = api.patch(f"/api/v1/alert-rules/{other['id']}/", {"name": "slow"}, content_type="application/json")
+    assert clash.status_code == 400 and clash.json()["error"]["field"] == "name"
 
 
 def test_the_alerts_page_lists_firing_alerts_with_actions(rule: AlertRule, predict: Any, editor_client: Client) -> None:

@@ -133,3 +133,9 @@ def test_the_latest_drift_is_on_the_portals_metrics(profiled: Any, predict: Any,
     token = create_api_token(editor, "prometheus").secret
     body = Client(HTTP_AUTHORIZATION=f"Bearer {token}").get("/metrics").content.decode()
     assert 'mlops_feature_drift_psi{deployment="churn-prod",feature="x0"}' in body
+
+
+def test_a_huge_value_lands_in_the_outer_bins_instead_of_stopping_drift(profiled: Any, predict: Any) -> None:
+    traffic(predict, T0, 200)
+    predict(T0 + timedelta(seconds=300), inputs={"instances": [{"x0": 1.7e308, "color": "red"}]})
+    assert by_feature(drift.compute_drift(profiled, T0 + timedelta(minutes=10), minutes=10))["x0"].n == 201

@@ -46,6 +46,9 @@ def test_posting_again_replaces_and_never_duplicates(editor: Any, predict: Any) 
         ({"feedback": [{"request_id": "a", "label": 1}, {"request_id": "b", "value": "NaN"}]}, "feedback[1].value"),
         ({"feedback": [{"request_id": "a", "label": {"nested": 1}}]}, "feedback[0].label"),
         ({"feedback": [{"request_id": "a", "label": 1, "weight": 2}]}, "feedback[0].weight"),
+        ({"feedback": [{"request_id": "a", "value": 10**400}]}, "feedback[0].value"),
+        ({"feedback": [{"request_id": "a\u0000", "label": 1}]}, "feedback[0].request_id"),
+        ({"feedback": [{"request_id": "a", "label": "x\u0000"}]}, "feedback[0].label"),
         ({"feedback": "nope"}, "feedback"),
     ],
 )

@@ -112,3 +112,14 @@ def test_early_feedback_from_someone_who_may_not_label_the_deployment_does_not_c
 def test_boolean_labels_are_classes_one_and_zero() -> None:
     assert rollups.is_correct([0.9], True) is True
     assert rollups.is_correct([0.9], False) is False
+
+
+def test_rows_younger_than_the_settle_time_wait_for_the_next_fill(predict: Any, settings: Any) -> None:
+    from django.utils import timezone
+
+    settings.ROLLUP_SETTLE_SECONDS = 60
+    predict(timezone.now() - timedelta(minutes=5), request_id="old")
+    predict(timezone.now(), request_id="young")
+    assert rollups.fill_rollups().rows == 1
+    settings.ROLLUP_SETTLE_SECONDS = 0
+    assert rollups.fill_rollups().rows == 1
