@@ -5,10 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from deployments.models import Deployment, DeploymentEvent
+from deployments.models import (
+    ACTIVE_ROLLOUT_STATUSES,
+    Deployment,
+    DeploymentEvent,
+    DeploymentRevision,
+    RevisionState,
+    Rollout,
+)
 
 # The events that move traffic, in the order they happened, rebuild the split at any moment.
 TRAFFIC_EVENTS = (DeploymentEvent.Kind.TRAFFIC_SHIFTED, DeploymentEvent.Kind.PROMOTED, DeploymentEvent.Kind.ROLLED_BACK)
@@ -56,3 +64,22 @@ def parse_moment(value: str | None) -> datetime | None:
     if parsed is None or not 1900 <= parsed.year <= 9000:  # far years overflow once moved to UTC
         return None
     return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
+
+
+def with_serving(deployments: QuerySet[Deployment]) -> QuerySet[Deployment]:
+    """Each deployment with `.serving` (its active revisions, heaviest first) and `.active_rollouts`,
+    in two extra queries for the whole list."""
+    return deployments.prefetch_related(
+        Prefetch(
+            "revisions",
+            DeploymentRevision.objects.filter(state=RevisionState.ACTIVE)
+            .select_related("model_version")
+            .order_by("-traffic_weight", "-id"),
+            to_attr="serving",
+        ),
+        Prefetch(
+            "rollouts",
+            Rollout.objects.filter(status__in=ACTIVE_ROLLOUT_STATUSES).select_related("revision__model_version"),
+            to_attr="active_rollouts",
+        ),
+    )

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Prefetch
 from django.urls import reverse
 
 from deployments.models import (
-    ACTIVE_ROLLOUT_STATUSES,
     Deployment,
     DeploymentEvent,
-    DeploymentRevision,
-    RevisionState,
-    Rollout,
 )
+from deployments.queries import with_serving
 from registry.models import RegisteredModel
 from registry.page_hooks import ModelPageExtras, Placement, TimelineEntry, register_model_page_provider
 
@@ -53,24 +49,7 @@ def describe(event: DeploymentEvent) -> str:
 
 def model_page(model: RegisteredModel, user: Any) -> ModelPageExtras:
     """The page already checked that `user` may read the model, which is what reading its deployments takes."""
-    deployments = list(
-        Deployment.objects.filter(registered_model=model)
-        .prefetch_related(
-            Prefetch(
-                "revisions",
-                DeploymentRevision.objects.filter(state=RevisionState.ACTIVE)
-                .select_related("model_version")
-                .order_by("-traffic_weight", "-id"),
-                to_attr="serving",
-            ),
-            Prefetch(
-                "rollouts",
-                Rollout.objects.filter(status__in=ACTIVE_ROLLOUT_STATUSES).select_related("revision__model_version"),
-                to_attr="active_rollouts",
-            ),
-        )
-        .order_by("name")
-    )
+    deployments = list(with_serving(Deployment.objects.filter(registered_model=model).order_by("name")))
     placements = [
         Placement(
             d.name,

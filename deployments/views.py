@@ -11,14 +11,14 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Max, Prefetch, QuerySet
+from django.db.models import Max, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import role_required
 from deployments import kubernetes, queries, services
-from deployments.models import ACTIVE_ROLLOUT_STATUSES, Deployment, DeploymentRevision, RevisionState, Rollout
+from deployments.models import Deployment, DeploymentRevision, RevisionState, Rollout
 from experiments.models import Permission
 from registry.models import ModelVersion, RegisteredModelAlias
 from registry.permissions import can, visible_models
@@ -37,21 +37,8 @@ def _visible(request: HttpRequest) -> QuerySet[Deployment]:
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    deployments = (
-        _visible(request)
-        .select_related("registered_model")
-        .annotate(last_event=Max("events__time"))
-        .prefetch_related(
-            Prefetch(
-                "revisions",
-                DeploymentRevision.objects.filter(state=RevisionState.ACTIVE)
-                .select_related("model_version")
-                .order_by("-traffic_weight", "-id"),
-                to_attr="serving",
-            ),
-            Prefetch("rollouts", _rollouts().filter(status__in=ACTIVE_ROLLOUT_STATUSES), to_attr="active_rollouts"),
-        )
-        .order_by("name")
+    deployments = queries.with_serving(
+        _visible(request).select_related("registered_model").annotate(last_event=Max("events__time")).order_by("name")
     )
     page = Paginator(deployments, DEPLOYMENTS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
