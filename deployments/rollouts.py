@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from datasets.tables import TableReadError, read_head
 from deployments import services
+from deployments.hooks import canary_checks
 from deployments.models import (
     ACTIVE_ROLLOUT_STATUSES,
     DeploymentEvent,
@@ -466,8 +467,12 @@ class RolloutWalker:
             baked = rollout.baked_seconds + (0.0 if rollout.paused else now - last)
             last = now
             health = live_health(rollout)
-            self.save(baked_seconds=baked, health=health)
             verdict = health_verdict(rollout, health)
+            for name, check in canary_checks().items():  # e.g. accuracy from feedback (monitoring)
+                measured, reason = check(rollout)
+                health[name] = measured
+                verdict = verdict or reason
+            self.save(baked_seconds=baked, health=health)
             if verdict is not None:
                 raise RolloutFailed(verdict)
             remaining = rollout.bake_seconds - baked

@@ -5,3 +5,8 @@ class MonitoringConfig(AppConfig):
     """Latency, accuracy and drift of deployments, alerts, and the portal's own /metrics."""
 
     name = "monitoring"
+
+    def ready(self) -> None:
+        from monitoring import canary
+
+        canary.register()
