@@ -89,7 +89,10 @@ def warm_up_row(model: loader.LoadedModel) -> Any | None:
         return None
 
     def zeros(item: loader.InputSpec) -> np.ndarray:
-        return np.zeros(tuple(1 if d == -1 else d for d in (item.shape or (1,))), dtype=item.dtype)
+        shape = tuple(1 if d == -1 else d for d in (item.shape or (1,)))
+        if item.dtype in ("object", "str"):
+            return np.full(shape, "", dtype=object)
+        return np.zeros(shape, dtype=item.dtype)
 
     return {i.name: zeros(i) for i in model.inputs} if model.named else zeros(model.inputs[0])
 

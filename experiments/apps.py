@@ -7,6 +7,6 @@ class ExperimentsConfig(AppConfig):
     name = "experiments"
 
     def ready(self) -> None:
-        from experiments import lineage
+        from experiments import handlers, lineage  # noqa: F401  (handlers registers the training job)
 
         lineage.register()

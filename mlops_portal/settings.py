@@ -287,6 +287,23 @@ DRIFT_WINDOW_MINUTES = env_int("DRIFT_WINDOW_MINUTES", 60, minimum=1, maximum=7 
 ALERT_EVAL_SECONDS = env_int("ALERT_EVAL_SECONDS", 60, minimum=5)
 WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", [])
 
+# Training (experiments/training/): the trainers offered (dotted paths of Trainer classes; add your own),
+# and how the data is read and split.
+TRAINERS = env_list(
+    "TRAINERS",
+    [
+        "experiments.training.keras_models.MLPClassifier",
+        "experiments.training.keras_models.MLPRegressor",
+        "experiments.training.keras_models.LinearClassifier",
+        "experiments.training.keras_models.LinearRegressor",
+    ],
+)
+TRAINING_MAX_ROWS = env_int("TRAINING_MAX_ROWS", 1_000_000, minimum=10)
+TRAINING_TEST_FRACTION = min(env_float("TRAINING_TEST_FRACTION", 0.2, minimum=0.01), 0.5)
+TRAINING_VALIDATION_FRACTION = min(env_float("TRAINING_VALIDATION_FRACTION", 0.1, minimum=0.01), 0.5)
+TRAINING_MAX_CATEGORIES = env_int("TRAINING_MAX_CATEGORIES", 50, minimum=1)
+TRAINING_MAX_CLASSES = env_int("TRAINING_MAX_CLASSES", 100, minimum=2)
+
 # Rollouts (deployments/rollouts.py): how often the job looks at the canary and at user commands, whether
 # it waits for the model server to report the candidate loaded, and for how long.
 ROLLOUT_TICK_SECONDS = env_float("ROLLOUT_TICK_SECONDS", 2.0, minimum=0.01)
@@ -333,7 +350,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "MLOps Portal API",
     "DESCRIPTION": "REST API of the MLOps Portal. Authenticate with `Authorization: Bearer <token>` or HTTP Basic.",
-    "VERSION": "1.4.0",
+    "VERSION": "1.5.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["accounts.permissions.RolePermission"],

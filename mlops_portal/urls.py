@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("jobs.api.urls")),
     path("", include("datasets.api.urls")),
+    path("", include("experiments.api.urls")),
     path("", include("deployments.api.urls")),
     path("", include("monitoring.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -129,7 +129,8 @@ def _load_keras(data_dir: Path, inputs: list[InputSpec]) -> LoadedModel:
 
     def spec(item: InputSpec) -> Any:
         shape = [None if d == -1 else d for d in (item.shape or (-1,))]
-        return tf.TensorSpec(shape=shape, dtype=tf.as_dtype(item.dtype), name=item.name)
+        dtype = tf.string if item.dtype in ("object", "str") else tf.as_dtype(item.dtype)  # text tensors
+        return tf.TensorSpec(shape=shape, dtype=dtype, name=item.name)
 
     tensor_inputs = [i for i in inputs if i.shape is not None]
     if tensor_inputs and len(tensor_inputs) == len(inputs):
@@ -137,8 +138,13 @@ def _load_keras(data_dir: Path, inputs: list[InputSpec]) -> LoadedModel:
         call = tf.function(lambda x: model(x, training=False), input_signature=signature)
     else:
         call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    # Columns (MLflow column specs) arrive as 1-D arrays; a Keras input of shape (None, 1) wants them 2-D.
+    column_inputs = {t.name for t in getattr(model, "inputs", []) if len(t.shape) == 2 and t.shape[-1] == 1}
 
     def predict(data: Any) -> Any:
+        if isinstance(data, dict) and column_inputs:
+            data = {k: v.reshape(-1, 1) if k in column_inputs and getattr(v, "ndim", 0) == 1 else v
+                    for k, v in data.items()}  # fmt: skip
         result = call(data)
         if isinstance(result, dict):
             return {k: v.numpy() for k, v in result.items()}
@@ -154,6 +160,8 @@ def _warm_up(model: LoadedModel) -> None:
 
     def zeros(item: InputSpec) -> np.ndarray:
         shape = tuple(1 if d == -1 else d for d in (item.shape or (1,)))
+        if item.dtype in ("object", "str"):
+            return np.full(shape, "", dtype=object)  # an empty text, not the integer 0
         return np.zeros(shape, dtype=item.dtype)
 
     try:

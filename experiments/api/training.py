@@ -1,0 +1,84 @@
+"""REST API of training: the trainers and their parameter schemas, and submitting a training job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.permissions import RolePermission
+from datasets.models import DatasetVersion
+from experiments.models import Experiment, Permission
+from experiments.permissions import can
+from experiments.training import trainers
+from experiments.training.services import start_training_job
+
+
+def _schema(serializer: serializers.Serializer) -> dict[str, Any]:
+    fields = {}
+    for name, field in serializer.fields.items():
+        info: dict[str, Any] = {"type": type(field).__name__.replace("Field", "").lower()}
+        default = field.default if field.default is not serializers.empty else None
+        info["default"] = default() if callable(default) else default
+        for attribute in ("min_value", "max_value", "choices", "help_text"):
+            value = getattr(field, attribute, None)
+            if value not in (None, ""):
+                info[attribute] = list(value) if attribute == "choices" else value
+        fields[name] = info
+    return fields
+
+
+@extend_schema(responses={200: inline_serializer("Trainers", {"results": serializers.ListField()})})
+@api_view(["GET"])
+@permission_classes([RolePermission])
+def trainer_list(request: Request) -> Response:
+    """Every trainer of the TRAINERS setting with its task and parameter schema (defaults and bounds)."""
+    return Response({"results": [
+        {"name": name, "label": trainer.label, "task": trainer.task, "params": _schema(trainer.Params())}
+        for name, trainer in sorted(trainers().items())
+    ]})  # fmt: skip
+
+
+class TrainingRequest(serializers.Serializer):
+    experiment = serializers.CharField(max_length=500, help_text="the experiment's name")
+    dataset = serializers.CharField(max_length=100)
+    version = serializers.IntegerField(min_value=1)
+    target = serializers.CharField(max_length=255)
+    trainer = serializers.CharField(max_length=100)
+    params = serializers.DictField(required=False, default=dict)
+    seed = serializers.IntegerField(required=False, default=0)
+    run_name = serializers.CharField(max_length=250, required=False, default="", allow_blank=True)
+    timeout_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, required=False)
+
+
+@extend_schema(
+    request=TrainingRequest, responses={202: inline_serializer("TrainingJob", {"id": serializers.IntegerField()})}
+)
+@api_view(["POST"])
+@permission_classes([RolePermission])
+def start(request: Request) -> Response:
+    """Queue a training job on the `training` queue (editors, with EDIT on the experiment)."""
+    data = TrainingRequest(data=request.data)
+    data.is_valid(raise_exception=True)
+    values = data.validated_data
+    experiment = Experiment.objects.filter(name=values["experiment"]).first()
+    if experiment is None or not can(request.user, experiment, Permission.READ):
+        raise exceptions.ValidationError({"experiment": [f"no experiment named {values['experiment']!r}"]})
+    if not can(request.user, experiment, Permission.EDIT):
+        raise exceptions.PermissionDenied(f"You need EDIT on the experiment {experiment.name!r} to train into it.")
+    version = DatasetVersion.objects.filter(dataset__name=values["dataset"], number=values["version"]).first()
+    if version is None:
+        raise exceptions.ValidationError(
+            {"version": [f"dataset {values['dataset']!r} has no version {values['version']}"]}
+        )
+    job = start_training_job(
+        experiment, dataset_version=version, target=values["target"], trainer=values["trainer"],
+        params=values["params"], seed=values["seed"], run_name=values["run_name"], requested_by=request.user,
+        timeout_seconds=values.get("timeout_seconds"),
+    )  # fmt: skip
+    return Response({"id": job.pk, "status": job.status, "queue": job.queue, "url": f"/jobs/{job.pk}/"},
+                    status=status.HTTP_202_ACCEPTED)  # fmt: skip

@@ -1,0 +1,148 @@
+"""Training jobs, run in-process: a Keras model trained on a dataset version, with everything in its run,
+servable by the portal's model server and loadable with mlflow.pyfunc; reproducible; cancellable."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rest_framework.exceptions import ValidationError
+
+from experiments import services as tracking
+from experiments.models import Run, RunStatus
+from experiments.training.services import start_training_job
+from jobs import runner
+from jobs.models import Job, JobStatus
+from jobs.services import cancel_job
+from tests.datasets.factories import push
+
+
+@pytest.fixture(autouse=True)
+def inline_jobs(settings: Any, tmp_path: Path) -> Any:
+    settings.JOB_HEARTBEAT_THREAD = False
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.ARTIFACT_ROOT.mkdir()
+    return settings
+
+
+def churn_csv(rows: int = 300) -> bytes:
+    rng = random.Random(5)
+    lines = ["age,plan,spend,churned"]
+    for _ in range(rows):
+        age, plan = rng.randint(18, 80), rng.choice(["basic", "pro", "team"])
+        spend = round(rng.uniform(0, 100), 2)
+        churned = int((plan == "basic" and spend < 40) or age > 70)
+        lines.append(f"{age},{plan},{spend},{churned}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def submit(editor: Any, **extra: Any) -> Job:
+    version = push("churn", churn_csv(), filename="churn.csv", author=editor)
+    experiment = tracking.create_experiment("churn-training", owner=editor)
+    params = {"epochs": 8, "hidden_units": [16], "learning_rate": 0.03}
+    values = {"target": "churned", "trainer": "keras_mlp_classifier", "params": params, "seed": 7, **extra}
+    return start_training_job(experiment, dataset_version=version, requested_by=editor, **values)
+
+
+def test_a_training_job_fills_its_run_and_saves_a_servable_model(editor: Any) -> None:
+    job = submit(editor)
+    assert (job.queue, job.type) == ("training", "experiments.train")
+    assert runner.execute(job.pk) == "succeeded", Job.objects.get(pk=job.pk).error
+    job.refresh_from_db()
+    run = Run.objects.get(run_uuid=job.result["run_id"])
+    assert run.status == RunStatus.FINISHED and job.progress == 100
+    params = dict(run.params.values_list("key", "value"))
+    assert (params["trainer"], params["target"], params["seed"], params["hidden_units"]) == (
+        "keras_mlp_classifier", "churned", "7", "[16]",
+    )  # fmt: skip
+    history = list(run.metrics.filter(key="loss").order_by("step").values_list("step", flat=True))
+    assert history == list(range(8))  # one point per epoch, as it happened
+    assert {"val_loss", "accuracy", "test_accuracy", "test_f1", "test_auc"} <= set(
+        run.latest_metrics.values_list("key", flat=True)
+    )
+    assert job.result["test_accuracy"] > 0.6
+    assert run.inputs.get().tags == [{"key": "mlflow.data.context", "value": "training"}]
+    assert dict(run.tags.values_list("key", "value"))["portal.tensorflow"]
+
+    from deployments.server import inputs, loader
+
+    model = loader.load(f"{run.artifact_uri}/model")
+    rows = [{"age": 75, "plan": "pro", "spend": 80.0}, {"age": 30, "plan": "basic", "spend": 10.0}]
+    features = inputs.parse_mlflow(model, {"dataframe_records": rows})
+    predicted = np.asarray(model.predict(features)).reshape(-1)
+    assert predicted.shape == (2,) and np.all((predicted >= 0) & (predicted <= 1))
+
+
+def test_the_same_data_params_and_seed_give_the_same_metrics(editor: Any) -> None:
+    first = submit(editor)
+    runner.execute(first.pk)
+    experiment = tracking.create_experiment("again", owner=editor)
+    from datasets.models import DatasetVersion
+
+    second = start_training_job(experiment, dataset_version=DatasetVersion.objects.get(), target="churned",
+                                trainer="keras_mlp_classifier", requested_by=editor, seed=7,
+                                params={"epochs": 8, "hidden_units": [16], "learning_rate": 0.03})  # fmt: skip
+    runner.execute(second.pk)
+    a, b = Job.objects.get(pk=first.pk).result, Job.objects.get(pk=second.pk).result
+    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1e-6)
+    assert a["test_auc"] == pytest.approx(b["test_auc"], abs=1e-4)
+
+
+def test_a_regressor_and_a_linear_model_train_too(editor: Any) -> None:
+    job = submit(editor, target="spend", trainer="keras_linear_regressor", params={"epochs": 3})
+    assert runner.execute(job.pk) == "succeeded", Job.objects.get(pk=job.pk).error
+    assert {"test_rmse", "test_mae", "test_r2"} <= set(Job.objects.get(pk=job.pk).result)
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"trainer": "xgboost"}, "trainer"),
+        ({"params": {"epochs": 0}}, "params"),
+        ({"params": {"hidden_units": "big"}}, "params"),
+        ({"target": "nope"}, "target"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_bad_requests_name_the_field(editor: Any, extra: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        submit(editor, **extra)
+    assert field in caught.value.detail
+
+
+def test_a_cancelled_job_marks_its_run_killed(editor: Any) -> None:
+    job = submit(editor, params={"epochs": 50})
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    assert runner.execute(job.pk) in ("cancelled", "skipped")
+    job.refresh_from_db()
+    if job.status == JobStatus.CANCELLED and Run.objects.exists():
+        assert Run.objects.get().status == RunStatus.KILLED
+    cancel_job(job, actor=editor)
+
+
+def test_the_api_lists_trainers_and_queues_jobs_naming_bad_fields(editor: Any, viewer: Any) -> None:
+    from django.test import Client
+
+    from tests.conftest import bearer
+
+    push("churn", churn_csv(), filename="churn.csv", author=editor)
+    tracking.create_experiment("api-training", owner=editor)
+    api = Client(**bearer(editor))
+    trainers = {t["name"]: t for t in api.get("/api/v1/trainers/").json()["results"]}
+    assert trainers["keras_mlp_classifier"]["params"]["epochs"] == {"type": "integer", "default": 20,
+                                                                     "min_value": 1, "max_value": 1000}  # fmt: skip
+    body = {"experiment": "api-training", "dataset": "churn", "version": 1, "target": "churned",
+            "trainer": "keras_linear_classifier", "params": {"epochs": 2}}  # fmt: skip
+    queued = api.post("/api/v1/training-jobs/", body, content_type="application/json")
+    assert queued.status_code == 202 and Job.objects.get(pk=queued.json()["id"]).queue == "training"
+    for extra, field in (({"params": {"epochs": 0}}, "params.epochs"), ({"version": 9}, "version"),
+                         ({"experiment": "ghost"}, "experiment"), ({"target": "nope"}, "target")):  # fmt: skip
+        response = api.post("/api/v1/training-jobs/", {**body, **extra}, content_type="application/json")
+        assert response.status_code == 400 and response.json()["error"]["field"] == field, (extra, response.content)
+    assert (
+        Client(**bearer(viewer)).post("/api/v1/training-jobs/", body, content_type="application/json").status_code
+        == 403
+    )
