@@ -1,11 +1,13 @@
 from django.urls import path
 
-from experiments import views
+from experiments import training_views, views
 
 app_name = "experiments"
 urlpatterns = [
     path("", views.index, name="index"),
     path("compare/", views.compare, name="compare"),
+    path("train/", training_views.train_form, name="train"),
+    path("training/<int:job_id>/", training_views.training_job, name="training-job"),
     path("<int:experiment_id>/", views.experiment_detail, name="experiment"),
     path("<int:experiment_id>/runs.csv", views.runs_csv, name="runs-csv"),
     path("<int:experiment_id>/runs/", views.runs_action, name="runs-action"),

@@ -40,6 +40,15 @@ def get_trainer(name: str) -> type[Trainer] | None:
     return trainers().get(name)
 
 
+def param_defaults(trainer: type[Trainer]) -> dict[str, Any]:
+    """Each parameter's default, as a form or an API client would start from."""
+    out = {}
+    for name, field in trainer.Params().fields.items():
+        if field.default is not serializers.empty:
+            out[name] = field.default() if callable(field.default) else field.default
+    return out
+
+
 def validate_params(trainer: type[Trainer], params: Any) -> dict[str, Any]:
     """The trainer's parameters with defaults filled in; a ValidationError names a bad field."""
     serializer = trainer.Params(data=params if isinstance(params, dict) else {})

@@ -1,5 +1,5 @@
 """Training jobs, run in-process: a Keras model trained on a dataset version, with everything in its run,
-servable by the portal's model server and loadable with mlflow.pyfunc; reproducible; cancellable."""
+servable by the portal's model server; reproducible. Cancel and worker death: tests/e2e/test_training_e2e.py."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from experiments import services as tracking
 from experiments.models import Run, RunStatus
 from experiments.training.services import start_training_job
 from jobs import runner
-from jobs.models import Job, JobStatus
-from jobs.services import cancel_job
+from jobs.models import Job
 from tests.datasets.factories import push
 
 
@@ -113,16 +112,6 @@ def test_bad_requests_name_the_field(editor: Any, extra: dict[str, Any], field: 
     assert field in caught.value.detail
 
 
-def test_a_cancelled_job_marks_its_run_killed(editor: Any) -> None:
-    job = submit(editor, params={"epochs": 50})
-    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
-    assert runner.execute(job.pk) in ("cancelled", "skipped")
-    job.refresh_from_db()
-    if job.status == JobStatus.CANCELLED and Run.objects.exists():
-        assert Run.objects.get().status == RunStatus.KILLED
-    cancel_job(job, actor=editor)
-
-
 def test_the_api_lists_trainers_and_queues_jobs_naming_bad_fields(editor: Any, viewer: Any) -> None:
     from django.test import Client
 
@@ -146,3 +135,26 @@ def test_the_api_lists_trainers_and_queues_jobs_naming_bad_fields(editor: Any, v
         Client(**bearer(viewer)).post("/api/v1/training-jobs/", body, content_type="application/json").status_code
         == 403
     )
+
+
+def test_the_form_queues_a_job_and_its_page_shows_curves_and_scores(editor: Any, editor_client: Any) -> None:
+    from datasets.models import DatasetVersion
+
+    push("churn", churn_csv(), filename="churn.csv", author=editor)
+    experiment = tracking.create_experiment("form-training", owner=editor)
+    page = editor_client.get("/experiments/train/").content.decode()
+    assert 'id="train-form"' in page and "Keras MLP classifier (classification)" in page and '"epochs": 20' in page
+    form = {"experiment": experiment.pk, "version": DatasetVersion.objects.get().pk, "target": "churned",
+            "trainer": "keras_mlp_classifier", "params": '{"epochs": 3}', "seed": "1"}  # fmt: skip
+    bad = editor_client.post("/experiments/train/", {**form, "params": '{"epochs": -2}'}, follow=True)
+    training = Job.objects.filter(type="experiments.train")
+    assert bad.status_code == 200 and "epochs" in bad.content.decode() and not training.exists()
+    response = editor_client.post("/experiments/train/", form)
+    job = training.get()
+    assert response.status_code == 302 and response["Location"] == f"/experiments/training/{job.pk}/"
+    waiting = editor_client.get(f"/experiments/training/{job.pk}/").content.decode()
+    assert "The curves appear here" in waiting and 'data-refresh="3"' in waiting
+    runner.execute(job.pk)
+    done = editor_client.get(f"/experiments/training/{job.pk}/").content.decode()
+    assert 'id="curves-chart" data-figure="' in done and "test_accuracy" in done and "data-refresh" not in done
+    assert 'href="/experiments/train/"' in editor_client.get("/experiments/").content.decode()
