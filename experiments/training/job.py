@@ -194,7 +194,9 @@ def train(ctx: JobContext) -> dict[str, Any]:
         ctx.progress(96, "saving the model")
         source = _save_model(model, run, data)
         tracking.update_run(run, status=RunStatus.FINISHED, end_time=now_ms(), run_name=None)
-        ctx.log(f"finished: {', '.join(f'{k} {v:.4f}' for k, v in results.items())}; model at {source}")
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in results.items())
+        ctx.log(f"finished: {summary}; model at {source}")
+        ctx.progress(99, f"finished: {summary}")
         return {"run_id": run.run_uuid, "model": source, **results}
     except JobStopped as stop:
         cancelled = stop.status == JobStatus.CANCELLED

@@ -1,0 +1,48 @@
+"""Training from the browser on a real Celery worker: the form queues the job, its page shows the progress
+and the learning curves as epochs end, then the test scores; a screenshot of each state is kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from experiments import services as tracking
+from tests.browser.conftest import SCREENSHOTS, PageErrors
+from tests.datasets.factories import push
+from tests.experiments.test_training import churn_csv
+from tests.services import child_env, require_postgres, running, start_worker
+
+pytestmark = [pytest.mark.browser]
+
+
+def test_a_model_trained_from_the_form_shows_its_curves_live(
+    page: Any, live_server: Any, editor: Any, log_in: Any, tmp_path: Path, settings: Any, page_errors: PageErrors
+) -> None:
+    require_postgres()
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    push("churn", churn_csv(2000), filename="churn.csv", author=editor)
+    tracking.create_experiment("churn", owner=editor)
+    env = child_env(tmp_path, ARTIFACT_ROOT=str(settings.ARTIFACT_ROOT))
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    worker = start_worker(env)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with running(worker):
+        try:
+            log_in(editor)
+            page.get_by_role("link", name="Experiments", exact=True).click()
+            page.get_by_role("link", name="Train a model").click()
+            page.get_by_label("Target column").fill("churned")
+            page.get_by_label("Parameters (JSON; empty for the defaults)").fill('{"epochs": 40, "learning_rate": 0.01}')
+            page.get_by_role("button", name="Start training").click()
+            expect(page.locator(".messages")).to_contain_text("queued")
+            expect(page.locator("#curves-chart")).to_have_attribute("data-rendered", "true", timeout=90_000)
+            expect(page.locator('#job-live [data-field="message"]')).to_contain_text("epoch", timeout=30_000)
+            page.screenshot(path=str(SCREENSHOTS / "training-live.png"), full_page=True)
+            expect(page.locator("#test-scores")).to_contain_text("test_accuracy", timeout=120_000)
+            page.screenshot(path=str(SCREENSHOTS / "training-done.png"), full_page=True)
+        finally:
+            print(worker.output())
+    assert page_errors.all() == []
