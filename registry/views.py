@@ -164,3 +164,29 @@ def transition_stage(request: HttpRequest, name: str) -> HttpResponse:
     except MlflowError as exc:
         messages.error(request, exc.message)
     return _back(model)
+
+
+@require_POST
+def register_from_run(request: HttpRequest) -> HttpResponse:
+    """Register a run's model (`runs:/<id>/model`) as a new version of a model, creating the model if it does
+    not exist yet (its creator gets MANAGE). The same checks as the MLflow API: READ on the run, EDIT on an
+    existing model, a source inside the portal's store."""
+    from accounts.services import has_role
+
+    source = request.POST.get("source", "").strip()
+    name = request.POST.get("name", "").strip()
+    back = request.POST.get("next", "")
+    if not has_role(request.user, "editor"):
+        raise PermissionDenied("this needs the editor role")
+    try:
+        resolved = services.resolve_source(request.user, source)  # first: a refused source creates nothing
+        if RegisteredModel.objects.filter(name=name).exists():
+            model = _model_or_404(request, name, Permission.EDIT)
+        else:
+            model = services.create_registered_model(name, owner=request.user)
+        version = services.create_model_version(model, resolved, source=source, creator=request.user)
+    except MlflowError as exc:
+        messages.error(request, exc.message)
+        return redirect(back if back.startswith("/") and not back.startswith("//") else reverse("registry:index"))
+    messages.success(request, f"Registered version {version.version} of {model.name}.")
+    return _back(model)

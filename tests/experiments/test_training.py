@@ -158,3 +158,22 @@ def test_the_form_queues_a_job_and_its_page_shows_curves_and_scores(editor: Any,
     done = editor_client.get(f"/experiments/training/{job.pk}/").content.decode()
     assert 'id="curves-chart" data-figure="' in done and "test_accuracy" in done and "data-refresh" not in done
     assert 'href="/experiments/train/"' in editor_client.get("/experiments/").content.decode()
+
+
+def test_the_trained_model_registers_from_its_job_page(editor: Any, editor_client: Any, viewer_client: Any) -> None:
+    from registry.models import RegisteredModel
+
+    job = submit(editor, params={"epochs": 2})
+    runner.execute(job.pk)
+    job.refresh_from_db()
+    page = editor_client.get(f"/experiments/training/{job.pk}/").content.decode()
+    assert 'id="register-form"' in page and 'value="churned-model"' in page
+    response = editor_client.post("/models/register-run/", {"source": job.result["model"], "name": "churn"})
+    assert response.status_code == 302 and response["Location"] == "/models/churn/"
+    version = RegisteredModel.objects.get(name="churn").versions.get()
+    assert version.run_id == job.result["run_id"]
+    again = editor_client.post("/models/register-run/", {"source": job.result["model"], "name": "churn"})
+    assert again.status_code == 302 and RegisteredModel.objects.get(name="churn").versions.count() == 2
+    assert viewer_client.post("/models/register-run/", {"source": job.result["model"], "name": "x"}).status_code == 403
+    bad = editor_client.post("/models/register-run/", {"source": "file:///etc/passwd", "name": "evil"}, follow=True)
+    assert bad.status_code == 200 and not RegisteredModel.objects.filter(name="evil").exists()
