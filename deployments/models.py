@@ -157,13 +157,8 @@ class Rollout(models.Model):
     The row is the rollout's state, so a worker that dies mid-rollout resumes from the stored step and
     bake time: validate and gate the candidate, then shift traffic by the strategy (all at once,
     blue/green, canary steps with a bake time each), judging the canary on live error rate and latency.
-    Users pause, promote or roll back by setting `paused` / `action`; the job acts on it at its next tick.
+    Users pause it (`paused` stops the bake clock) or promote or roll it back at once through the services.
     """
-
-    class Action(models.TextChoices):
-        NONE = ""
-        PROMOTE = "promote"
-        ROLLBACK = "rollback"
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="rollouts")
     revision = models.ForeignKey(DeploymentRevision, on_delete=models.CASCADE, related_name="+")
@@ -180,11 +175,6 @@ class Rollout(models.Model):
     baked_seconds = models.FloatField(default=0.0, help_text="bake time spent in the current step")
     step_started = models.DateTimeField(null=True, blank=True, help_text="when the current step's traffic moved")
     paused = models.BooleanField(default=False)
-    action = models.CharField(max_length=16, choices=Action.choices, blank=True, default="")
-    action_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-        help_text="who asked for the pending promote or rollback",
-    )  # fmt: skip
     gates = models.JSONField(default=list, blank=True, help_text="[{name, passed, value, threshold, message}]")
     health = models.JSONField(default=dict, blank=True, help_text="the last live check of the canary")
     reason = models.TextField(blank=True)

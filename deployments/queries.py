@@ -66,6 +66,13 @@ def parse_moment(value: str | None) -> datetime | None:
     return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
 
 
+def rollouts() -> QuerySet[Rollout]:
+    """Rollouts with what their pages and serializers show, newest first."""
+    return Rollout.objects.select_related(
+        "deployment", "revision__model_version", "baseline__model_version", "job", "requested_by"
+    ).order_by("-created", "-id")
+
+
 def with_serving(deployments: QuerySet[Deployment]) -> QuerySet[Deployment]:
     """Each deployment with `.serving` (its active revisions, heaviest first) and `.active_rollouts`,
     in two extra queries for the whole list."""
@@ -79,7 +86,7 @@ def with_serving(deployments: QuerySet[Deployment]) -> QuerySet[Deployment]:
         ),
         Prefetch(
             "rollouts",
-            Rollout.objects.filter(status__in=ACTIVE_ROLLOUT_STATUSES).select_related("revision__model_version"),
+            rollouts().filter(status__in=ACTIVE_ROLLOUT_STATUSES),
             to_attr="active_rollouts",
         ),
     )

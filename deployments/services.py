@@ -383,8 +383,7 @@ def command_rollout(rollout: Rollout, command: str, *, actor: Any) -> Rollout:
             if not rollout.paused:
                 raise DeploymentError("the rollout is not paused", "command")
             rollout.paused = False
-        rollout.action_by = actor if getattr(actor, "is_authenticated", False) else None
-        rollout.save(update_fields=["paused", "action_by"])
+        rollout.save(update_fields=["paused"])
         kind = DeploymentEvent.Kind.PAUSED if command == "pause" else DeploymentEvent.Kind.RESUMED
         _event(
             rollout.deployment, kind, actor, to_version=rollout.revision.model_version.version,

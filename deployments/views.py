@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import role_required
 from deployments import kubernetes, queries, services
-from deployments.models import Deployment, DeploymentRevision, RevisionState, Rollout
+from deployments.models import Deployment, DeploymentRevision, RevisionState
 from experiments.models import Permission
 from registry.models import ModelVersion, RegisteredModelAlias
 from registry.permissions import can, visible_models
@@ -26,10 +26,6 @@ from registry.permissions import can, visible_models
 DEPLOYMENTS_PER_PAGE = 50
 TIMELINE_EVENTS = 200
 ROLLOUT_HISTORY = 10
-
-
-def _rollouts() -> QuerySet[Rollout]:
-    return Rollout.objects.select_related("revision__model_version", "baseline__model_version", "job", "requested_by")
 
 
 def _visible(request: HttpRequest) -> QuerySet[Deployment]:
@@ -73,7 +69,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
     serving = sorted(
         (r for r in revisions if r.state == RevisionState.ACTIVE), key=lambda r: (-r.traffic_weight, -r.pk)
     )
-    history = list(_rollouts().filter(deployment=deployment).order_by("-created", "-id")[:ROLLOUT_HISTORY])
+    history = list(queries.rollouts().filter(deployment=deployment)[:ROLLOUT_HISTORY])
     current = next((r for r in history if r.is_active), None)
     shown = current or (history[0] if history else None)
     model = deployment.registered_model

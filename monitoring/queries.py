@@ -175,10 +175,6 @@ class Summary:
     reasons: list[str]
 
     @property
-    def error_rate(self) -> float | None:
-        return self.errors / self.requests if self.requests else None
-
-    @property
     def error_pct(self) -> float | None:
         return 100 * self.errors / self.requests if self.requests else None
 

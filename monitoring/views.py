@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import yaml
 from django.conf import settings
@@ -12,11 +12,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from deployments.models import Deployment
+from deployments.queries import parse_moment
 from experiments.models import Permission
 from monitoring import alerts, charts, grafana, queries
 from monitoring.metrics import exposition
@@ -42,22 +42,14 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "monitoring/index.html", {"rows": rows, "refresh": AUTO_REFRESH_SECONDS, "firing": firing})
 
 
-def _moment(value: str) -> datetime | None:
-    try:
-        parsed = parse_datetime(value.strip())
-    except ValueError:
-        return None
-    if parsed is None or not 1970 <= parsed.year <= 9000:
-        return None
-    return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
-
-
 def _range(request: HttpRequest) -> tuple[datetime, datetime, str, str]:
     """(start, end, the range's name or "custom", an error to show) from ?range= or ?start=&end=."""
     now = timezone.now()
     start_raw, end_raw = request.GET.get("start", ""), request.GET.get("end", "")
     if start_raw or end_raw:
-        start, end = _moment(start_raw), _moment(end_raw) if end_raw else now
+        # An empty start is an error here (parse_moment would read it as "now").
+        start = parse_moment(start_raw) if start_raw.strip() else None
+        end = parse_moment(end_raw)
         if start is None or end is None:
             return (
                 now - queries.RANGES["24h"],

@@ -35,7 +35,7 @@ class RolloutSerializer(serializers.ModelSerializer):
         model = Rollout
         fields = [
             "id", "deployment", "model_version", "baseline_version", "revision", "strategy", "steps", "bake_seconds",
-            "status", "step_index", "traffic_weight", "baked_seconds", "step_started", "paused", "action", "gates",
+            "status", "step_index", "traffic_weight", "baked_seconds", "step_started", "paused", "gates",
             "health", "reason", "job", "job_progress", "job_message", "requested_by", "created", "finished",
         ]  # fmt: skip
         read_only_fields = fields

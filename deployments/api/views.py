@@ -25,19 +25,13 @@ from deployments.api.serializers import (
     RolloutSerializer,
     ServingSerializer,
 )
-from deployments.models import ACTIVE_ROLLOUT_STATUSES, NAME_PATTERN, Deployment, DeploymentRevision, Rollout
+from deployments.models import ACTIVE_ROLLOUT_STATUSES, NAME_PATTERN, Deployment, DeploymentRevision
 from experiments.models import Permission
 from registry.permissions import can, visible_models
 
 
 def _validation_error(error: services.DeploymentError) -> exceptions.ValidationError:
     return exceptions.ValidationError({error.field or "non_field_errors": [str(error)]})
-
-
-def _rollouts() -> QuerySet[Rollout]:
-    return Rollout.objects.select_related(
-        "deployment", "revision__model_version", "baseline__model_version", "job", "requested_by"
-    ).order_by("-created", "-id")
 
 
 def _conflict(message: str) -> Response:
@@ -72,7 +66,7 @@ class DeploymentViewSet(
                 Prefetch("revisions", DeploymentRevision.objects.select_related("model_version")),
                 Prefetch(
                     "rollouts",
-                    _rollouts().filter(status__in=ACTIVE_ROLLOUT_STATUSES),
+                    queries.rollouts().filter(status__in=ACTIVE_ROLLOUT_STATUSES),
                     to_attr="active_rollouts",
                 ),
             )
@@ -115,7 +109,7 @@ class DeploymentViewSet(
             if services.current_rollout(deployment) is not None:  # lost a race with another deploy
                 return _conflict(str(error))
             raise _validation_error(error) from None
-        return Response(RolloutSerializer(_rollouts().get(pk=rollout.pk)).data, status=status.HTTP_201_CREATED)
+        return Response(RolloutSerializer(queries.rollouts().get(pk=rollout.pk)).data, status=status.HTTP_201_CREATED)
 
     def _command(self, request: Request, command: str) -> Response:
         deployment = self.get_object()
@@ -127,7 +121,7 @@ class DeploymentViewSet(
             services.command_rollout(rollout, command, actor=request.user)
         except services.DeploymentError as error:
             raise _validation_error(error) from None
-        return Response(RolloutSerializer(_rollouts().get(pk=rollout.pk)).data)
+        return Response(RolloutSerializer(queries.rollouts().get(pk=rollout.pk)).data)
 
     @extend_schema(request=None, responses={200: RolloutSerializer})
     @action(detail=True, methods=["post"])
@@ -165,7 +159,7 @@ class DeploymentViewSet(
                 rollout = services.rollback_rollout(rollout, actor=request.user)
             except services.DeploymentError as error:
                 raise _validation_error(error) from None
-            return Response(RolloutSerializer(_rollouts().get(pk=rollout.pk)).data)
+            return Response(RolloutSerializer(queries.rollouts().get(pk=rollout.pk)).data)
         revision = (
             deployment.revisions.select_related("model_version").filter(pk=data.validated_data["revision"]).first()
         )
@@ -209,7 +203,7 @@ class DeploymentViewSet(
     @extend_schema(responses={200: RolloutSerializer(many=True)})
     @action(detail=True, methods=["get"])
     def rollouts(self, request: Request, name: str) -> Response:
-        page = self.paginate_queryset(_rollouts().filter(deployment=self.get_object()))
+        page = self.paginate_queryset(queries.rollouts().filter(deployment=self.get_object()))
         return self.get_paginated_response(RolloutSerializer(page, many=True).data)
 
     @extend_schema(responses={200: RevisionSerializer(many=True)})

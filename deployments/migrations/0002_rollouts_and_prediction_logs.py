@@ -168,15 +168,6 @@ class Migration(migrations.Migration):
                 ),
                 ("paused", models.BooleanField(default=False)),
                 (
-                    "action",
-                    models.CharField(
-                        blank=True,
-                        choices=[("", "None"), ("promote", "Promote"), ("rollback", "Rollback")],
-                        default="",
-                        max_length=16,
-                    ),
-                ),
-                (
                     "gates",
                     models.JSONField(blank=True, default=list, help_text="[{name, passed, value, threshold, message}]"),
                 ),
@@ -184,17 +175,6 @@ class Migration(migrations.Migration):
                 ("reason", models.TextField(blank=True)),
                 ("created", models.DateTimeField(auto_now_add=True)),
                 ("finished", models.DateTimeField(blank=True, null=True)),
-                (
-                    "action_by",
-                    models.ForeignKey(
-                        blank=True,
-                        help_text="who asked for the pending promote or rollback",
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
                 (
                     "baseline",
                     models.ForeignKey(

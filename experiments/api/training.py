@@ -14,16 +14,18 @@ from accounts.permissions import RolePermission
 from datasets.models import DatasetVersion
 from experiments.models import Experiment, Permission
 from experiments.permissions import can
-from experiments.training import trainers
+from experiments.training import Trainer, param_defaults, trainers
 from experiments.training.services import start_training_job
 
 
-def _schema(serializer: serializers.Serializer) -> dict[str, Any]:
+def _schema(trainer: type[Trainer]) -> dict[str, Any]:
+    defaults = param_defaults(trainer)
     fields = {}
-    for name, field in serializer.fields.items():
-        info: dict[str, Any] = {"type": type(field).__name__.replace("Field", "").lower()}
-        default = field.default if field.default is not serializers.empty else None
-        info["default"] = default() if callable(default) else default
+    for name, field in trainer.Params().fields.items():
+        info: dict[str, Any] = {
+            "type": type(field).__name__.replace("Field", "").lower(),
+            "default": defaults.get(name),
+        }
         for attribute in ("min_value", "max_value", "choices", "help_text"):
             value = getattr(field, attribute, None)
             if value not in (None, ""):
@@ -38,7 +40,7 @@ def _schema(serializer: serializers.Serializer) -> dict[str, Any]:
 def trainer_list(request: Request) -> Response:
     """Every trainer of the TRAINERS setting with its task and parameter schema (defaults and bounds)."""
     return Response({"results": [
-        {"name": name, "label": trainer.label, "task": trainer.task, "params": _schema(trainer.Params())}
+        {"name": name, "label": trainer.label, "task": trainer.task, "params": _schema(trainer)}
         for name, trainer in sorted(trainers().items())
     ]})  # fmt: skip
 
