@@ -9,6 +9,15 @@ from jobs import registry
 from jobs.runner import JobContext
 
 TRAIN_JOB = "experiments.train"
+JOB_TAG = "portal.job_id"  # the run tag naming the training job that made the run
+
+
+def runs_of_job(job_id: int) -> Any:
+    """The runs a training job's attempts made, newest first."""
+    from experiments.models import Run, RunTag
+
+    tagged = RunTag.objects.filter(key=JOB_TAG, value=str(job_id)).values("run_id")
+    return Run.objects.filter(pk__in=tagged).order_by("-start_time")
 
 
 @registry.register(TRAIN_JOB, label="Training", queue="training")

@@ -14,32 +14,29 @@ from rest_framework.exceptions import ValidationError
 from accounts.permissions import role_required
 from datasets.models import DatasetFormat, DatasetVersion
 from experiments import charts
-from experiments.handlers import TRAIN_JOB
-from experiments.models import LifecycleStage, Permission, Run, RunTag
-from experiments.permissions import can, visible_experiments
+from experiments.handlers import TRAIN_JOB, runs_of_job
+from experiments.models import PERMISSION_RANK, LifecycleStage, Permission
+from experiments.permissions import can, levels_for, visible_experiments
 from experiments.queries import metric_series
 from experiments.training import param_defaults, trainers
-from experiments.training.job import JOB_TAG
 from experiments.training.services import start_training_job
 from jobs.models import Job
+from mlops_portal.api import first_field, first_message
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae")
 
 
-def _error_text(detail: Any, prefix: str = "") -> str:
-    if isinstance(detail, dict):
-        return "; ".join(
-            _error_text(v, f"{prefix}{k}." if isinstance(v, dict) else f"{prefix}{k}: ") for k, v in detail.items()
-        )
-    if isinstance(detail, list):
-        return prefix + " ".join(str(d) for d in detail)
-    return prefix + str(detail)
+def _error_text(detail: Any) -> str:
+    """The first problem, worded as the API words it (`params.epochs: Ensure this value is ...`)."""
+    field = first_field(detail)
+    return f"{field}: {first_message(detail)}" if field else first_message(detail)
 
 
 @role_required("editor")
 def train_form(request: HttpRequest) -> HttpResponse:
-    experiments = [e for e in visible_experiments(request.user).filter(lifecycle_stage=LifecycleStage.ACTIVE).order_by(
-        "name") if can(request.user, e, Permission.EDIT)]  # fmt: skip
+    active = list(visible_experiments(request.user).filter(lifecycle_stage=LifecycleStage.ACTIVE).order_by("name"))
+    levels = levels_for(request.user, active)  # one query for all of them
+    experiments = [e for e in active if levels[e.pk] >= PERMISSION_RANK[Permission.EDIT]]
     versions = list(DatasetVersion.objects.exclude(format=DatasetFormat.DIRECTORY).select_related("dataset")
                     .order_by("dataset__name", "-number")[:500])  # fmt: skip
     choices = {
@@ -50,7 +47,11 @@ def train_form(request: HttpRequest) -> HttpResponse:
         values = {k: request.POST.get(k, "") for k in ("experiment", "version", "target", "trainer", "params", "seed",
                                                        "run_name")}  # fmt: skip
         experiment = next((e for e in experiments if str(e.pk) == values["experiment"]), None)
-        version = next((v for v in versions if str(v.pk) == values["version"]), None)
+        version = (
+            DatasetVersion.objects.exclude(format=DatasetFormat.DIRECTORY).filter(pk=values["version"]).first()
+            if values["version"].isdigit()
+            else None
+        )
         try:
             params = json.loads(values["params"] or "{}")
             seed = int(values["seed"] or 0)
@@ -63,7 +64,7 @@ def train_form(request: HttpRequest) -> HttpResponse:
                 try:
                     job = start_training_job(
                         experiment, dataset_version=version, target=values["target"].strip(),
-                        trainer=values["trainer"], params=params if isinstance(params, dict) else {"_": params},
+                        trainer=values["trainer"], params=params,
                         seed=seed, run_name=values["run_name"], requested_by=request.user,
                     )  # fmt: skip
                 except ValidationError as exc:
@@ -88,22 +89,21 @@ def training_job(request: HttpRequest, job_id: int) -> HttpResponse:
     job = Job.objects.filter(pk=job_id, type=TRAIN_JOB).select_related("requested_by").first()
     if job is None:
         raise Http404("no such training job")
-    run_ids = RunTag.objects.filter(key=JOB_TAG, value=str(job.pk)).values_list("run_id", flat=True)
-    runs = list(Run.objects.filter(pk__in=list(run_ids)).select_related("experiment").order_by("-start_time"))
+    runs = list(runs_of_job(job.pk).select_related("experiment"))
     run = runs[0] if runs else None
     if run is not None and not can(request.user, run.experiment, Permission.READ):
         raise Http404("no such training job")
     figure = None
     latest: dict[str, float] = {}
     if run is not None:
-        keys = set(run.latest_metrics.values_list("key", flat=True))
+        latest_values = dict(run.latest_metrics.values_list("key", "value"))
         series = []
-        for key in (k for k in CURVES if k in keys):
+        for key in (k for k in CURVES if k in latest_values):
             points = metric_series(run.pk, key)
             series.append({"name": key, "x": points.xs, "y": points.ys})
         if series:
             figure = json.dumps(charts.overlay_figure("value", series, x_title="epoch"))
-        latest = dict(run.latest_metrics.filter(key__startswith="test_").values_list("key", "value"))
+        latest = {k: v for k, v in latest_values.items() if k.startswith("test_")}
     return render(
         request,
         "experiments/training_job.html",

@@ -32,24 +32,24 @@ def json_error(status_code: int, code: str, message: str, field: str | None = No
     return JsonResponse(error_body(code, message, field), status=status_code)
 
 
-def _first_message(detail: Any) -> str:
+def first_message(detail: Any) -> str:
     if isinstance(detail, list) and detail:
-        return _first_message(detail[0])
+        return first_message(detail[0])
     if isinstance(detail, dict) and detail:
-        return _first_message(next(iter(detail.values())))
+        return first_message(next(iter(detail.values())))
     return str(detail)
 
 
-def _first_field(detail: Any, prefix: str = "") -> str | None:
+def first_field(detail: Any, prefix: str = "") -> str | None:
     if isinstance(detail, dict) and detail:
         key, value = next(iter(detail.items()))
         name = f"{prefix}.{key}" if prefix else str(key)
         if key == "non_field_errors":
             return prefix or None
-        nested = _first_field(value, name)
+        nested = first_field(value, name)
         return nested or name
     if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-        return _first_field(detail[0], prefix)
+        return first_field(detail[0], prefix)
     return None
 
 
@@ -62,8 +62,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
     if isinstance(exc, exceptions.ValidationError):
-        field = _first_field(exc.detail)
-        message = _first_message(exc.detail)
+        field = first_field(exc.detail)
+        message = first_message(exc.detail)
         if field:
             message = f"{field}: {message}"
         response.data = error_body("invalid", message, field, details=exc.detail)
@@ -71,5 +71,5 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else exc.default_code
-        response.data = error_body(str(code), _first_message(exc.detail))
+        response.data = error_body(str(code), first_message(exc.detail))
     return response

@@ -13,26 +13,21 @@ from typing import Any
 
 from deployments.hooks import register_canary_check
 from deployments.models import PredictionLog, Rollout
-from monitoring.models import Feedback
-from monitoring.rollups import is_correct, prediction_rows
+from monitoring.rollups import is_correct, pairs, trusted_truth
 
 MAX_ROWS = 20_000
 
 
-def accuracy_since(revision_id: int, since: Any) -> tuple[int, int]:
-    """(labelled, correct) predictions of a revision since `since`."""
+def accuracy_since(revision_id: int, deployment_id: int, since: Any) -> tuple[int, int]:
+    """(labelled, correct) predictions of a revision since `since`, with the rollups' rules for what counts."""
     logs = PredictionLog.objects.filter(revision_id=revision_id, time__gte=since, status=200).exclude(outputs=None)
-    labelled = logs.filter(request_id__in=Feedback.objects.filter(is_value=False).values("request_id"))
-    rows = list(labelled.order_by("-time").values_list("request_id", "outputs")[:MAX_ROWS])
-    truth = dict(
-        Feedback.objects.filter(request_id__in=[r for r, _ in rows], is_value=False).values_list("request_id", "label")
-    )
+    rows = list(logs.order_by("-time").values_list("request_id", "outputs")[:MAX_ROWS])
+    truth = trusted_truth([r for r, _ in rows], deployment_id)
     seen = correct = 0
     for request_id, outputs in rows:
-        labels = truth.get(request_id)
-        predictions = prediction_rows(outputs)
-        pairs = zip(predictions, labels, strict=False) if isinstance(labels, list) else [(predictions[0], labels)]
-        for predicted, label in pairs:
+        if request_id not in truth or truth[request_id][1]:  # no label, or a regression value
+            continue
+        for predicted, label in pairs(outputs, truth[request_id][0]):
             verdict = is_correct(predicted, label)
             if verdict is not None:
                 seen += 1
@@ -43,12 +38,12 @@ def accuracy_since(revision_id: int, since: Any) -> tuple[int, int]:
 def canary_accuracy(rollout: Rollout) -> tuple[dict[str, Any], str | None]:
     deployment = rollout.deployment
     since = rollout.step_started or rollout.created
-    labelled, correct = accuracy_since(rollout.revision_id, since)
+    labelled, correct = accuracy_since(rollout.revision_id, deployment.pk, since)
     measured: dict[str, Any] = {"candidate_labelled": labelled,
                                 "candidate_accuracy": round(correct / labelled, 4) if labelled else None}  # fmt: skip
     base_labelled = base_correct = 0
     if rollout.baseline_id is not None:
-        base_labelled, base_correct = accuracy_since(rollout.baseline_id, since)
+        base_labelled, base_correct = accuracy_since(rollout.baseline_id, deployment.pk, since)
         measured["baseline_labelled"] = base_labelled
         measured["baseline_accuracy"] = round(base_correct / base_labelled, 4) if base_labelled else None
     enough = deployment.min_canary_requests

@@ -143,36 +143,27 @@ def _recompute(deployment_id: int, start: datetime, end: datetime) -> int:
             client_errors=group["n_client_errors"], latency_sum_ms=group["latency_sum"] or 0.0,
             **{name: group[f"n_{name}"] for name in BUCKET_FIELDS},
         )  # fmt: skip
-    _add_accuracy(logs, rows)
+    _add_accuracy(logs, rows, deployment_id)
     MinuteRollup.objects.filter(deployment_id=deployment_id, minute__gte=start, minute__lt=end).delete()
     MinuteRollup.objects.bulk_create(rows.values(), batch_size=1000)
     return len({minute for minute, _, _ in rows})
 
 
-def _add_accuracy(logs: Any, rows: dict[tuple[datetime, int, str], MinuteRollup]) -> None:
-    labelled = logs.filter(request_id__in=Feedback.objects.values("request_id"), status=200).values_list(
-        "time", "model_version", "arm", "request_id", "outputs"
+def _add_accuracy(logs: Any, rows: dict[tuple[datetime, int, str], MinuteRollup], deployment_id: int) -> None:
+    labelled = list(
+        logs.filter(request_id__in=Feedback.objects.values("request_id"), status=200).values_list(
+            "time", "model_version", "arm", "request_id", "outputs"
+        )
     )
-    labelled = list(labelled)
     if not labelled:
         return
-    rows_of_feedback = Feedback.objects.filter(request_id__in=logs.values("request_id")).values_list(
-        "request_id", "label", "is_value", "submitted_by_id"
-    )
-    trusted = _submitters_who_may_label(logs, {row[3] for row in rows_of_feedback})
-    # Feedback for a request not yet logged could not be checked when it came: it counts only if its
-    # submitter may label this deployment's predictions (EDIT on its model), checked here.
-    truth = {rid: (label, is_value) for rid, label, is_value, user_id in rows_of_feedback if user_id in trusted}
+    truth = trusted_truth(logs.values("request_id"), deployment_id)
     for moment, version, arm, request_id, outputs in labelled:
         row = rows.get((minute_of(moment), version, arm))
-        if row is None or outputs is None:
-            continue
-        if request_id not in truth:
+        if row is None or outputs is None or request_id not in truth:
             continue
         labels, is_value = truth[request_id]
-        predictions = prediction_rows(outputs)
-        pairs = list(zip(predictions, labels, strict=False)) if isinstance(labels, list) else [(predictions[0], labels)]
-        for predicted, actual in pairs:
+        for predicted, actual in pairs(outputs, labels):
             if is_value:
                 error = regression_error(predicted, actual)
                 if error is not None:
@@ -186,19 +177,38 @@ def _add_accuracy(logs: Any, rows: dict[tuple[datetime, int, str], MinuteRollup]
                     row.correct += int(verdict)
 
 
-def _submitters_who_may_label(logs: Any, user_ids: set[int | None]) -> set[int | None]:
+def trusted_truth(request_ids: Any, deployment_id: int) -> dict[str, tuple[Any, bool]]:
+    """The feedback (label or value, is_value) for `request_ids` that counts for this deployment.
+
+    Feedback for a request not yet logged could not be checked when it came: it counts only if its
+    submitter may label this deployment's predictions (EDIT on its model), checked here, once per user."""
+    found = list(
+        Feedback.objects.filter(request_id__in=request_ids).values_list(
+            "request_id", "label", "is_value", "submitted_by_id"
+        )
+    )
+    trusted = _may_label(deployment_id, {row[3] for row in found if row[3] is not None})
+    return {rid: (label, is_value) for rid, label, is_value, user_id in found if user_id in trusted}
+
+
+def _may_label(deployment_id: int, user_ids: set[int]) -> set[int]:
     from django.contrib.auth import get_user_model
 
     from deployments.models import Deployment
     from experiments.models import Permission
     from registry.permissions import can
 
-    first = logs.values_list("deployment_id", flat=True).first()
-    deployment = Deployment.objects.select_related("registered_model").filter(pk=first).first()
-    if deployment is None:
+    deployment = Deployment.objects.select_related("registered_model").filter(pk=deployment_id).first()
+    if deployment is None or not user_ids:
         return set()
-    users = get_user_model().objects.filter(pk__in=[u for u in user_ids if u is not None])
+    users = get_user_model().objects.filter(pk__in=user_ids)
     return {user.pk for user in users if can(user, deployment.registered_model, Permission.EDIT)}
+
+
+def pairs(outputs: Any, labels: Any) -> list[tuple[Any, Any]]:
+    """(prediction, truth) per row: a list of labels is one per row, a single label is the first row's."""
+    predictions = prediction_rows(outputs)
+    return list(zip(predictions, labels, strict=False)) if isinstance(labels, list) else [(predictions[0], labels)]
 
 
 def prediction_rows(outputs: Any) -> list[Any]:

@@ -18,8 +18,10 @@ from django.db.models import Max, Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from accounts.permissions import role_required
 from experiments.mlflow_api.common import MlflowError
 from experiments.models import PERMISSION_RANK, LatestMetric, Permission
 from experiments.permissions import visible_experiments
@@ -167,17 +169,13 @@ def transition_stage(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
+@role_required("editor")
 def register_from_run(request: HttpRequest) -> HttpResponse:
     """Register a run's model (`runs:/<id>/model`) as a new version of a model, creating the model if it does
     not exist yet (its creator gets MANAGE). The same checks as the MLflow API: READ on the run, EDIT on an
     existing model, a source inside the portal's store."""
-    from accounts.services import has_role
-
     source = request.POST.get("source", "").strip()
     name = request.POST.get("name", "").strip()
-    back = request.POST.get("next", "")
-    if not has_role(request.user, "editor"):
-        raise PermissionDenied("this needs the editor role")
     try:
         resolved = services.resolve_source(request.user, source)  # first: a refused source creates nothing
         if RegisteredModel.objects.filter(name=name).exists():
@@ -187,6 +185,8 @@ def register_from_run(request: HttpRequest) -> HttpResponse:
         version = services.create_model_version(model, resolved, source=source, creator=request.user)
     except MlflowError as exc:
         messages.error(request, exc.message)
-        return redirect(back if back.startswith("/") and not back.startswith("//") else reverse("registry:index"))
+        back = request.POST.get("next") or ""
+        safe = url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure())
+        return redirect(back if back and safe else reverse("registry:index"))
     messages.success(request, f"Registered version {version.version} of {model.name}.")
     return _back(model)

@@ -3,7 +3,7 @@
 A trainer is a class with a `name`, a `label`, the `task` it solves (classification or regression) and a
 `Params` DRF serializer (its parameter schema: defaults, bounds, and the 400 that names a bad field). It
 is registered by dotted path in the TRAINERS setting, so a team can add its own. The training job
-(experiments/training/job.py) prepares the data, calls `build(data, params)` for an uncompiled model and
+(experiments/training/job.py) prepares the data, calls `build(data, params)` for a compiled model and
 fits it, logging everything into a run.
 """
 
@@ -51,6 +51,13 @@ def param_defaults(trainer: type[Trainer]) -> dict[str, Any]:
 
 def validate_params(trainer: type[Trainer], params: Any) -> dict[str, Any]:
     """The trainer's parameters with defaults filled in; a ValidationError names a bad field."""
-    serializer = trainer.Params(data=params if isinstance(params, dict) else {})
+    if not isinstance(params, dict):
+        raise serializers.ValidationError({"non_field_errors": ["parameters are a JSON object"]})
+    serializer = trainer.Params(data=params)
+    unknown = sorted(set(params) - set(serializer.fields))
+    if unknown:  # a typo must not train with the defaults unnoticed
+        raise serializers.ValidationError(
+            {unknown[0]: [f"unknown parameter; {trainer.name} takes {', '.join(serializer.fields)}"]}
+        )
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)

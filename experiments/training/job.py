@@ -21,15 +21,13 @@ import numpy as np
 from datasets.models import DatasetVersion
 from experiments import artifacts
 from experiments import services as tracking
-from experiments.handlers import TRAIN_JOB as JOB_TYPE  # noqa: F401  (the job type, for callers)
-from experiments.models import Experiment, Run, RunStatus, RunTag
+from experiments.handlers import JOB_TAG, runs_of_job
+from experiments.models import Experiment, Run, RunStatus
 from experiments.services import MetricPoint, now_ms
 from experiments.training import get_trainer
 from experiments.training.data import TrainingData, TrainingDataError, prepare
 from jobs.models import JobStatus
 from jobs.runner import JobContext, JobStopped
-
-JOB_TAG = "portal.job_id"
 
 
 def _libraries() -> list[tuple[str, str]]:
@@ -117,8 +115,7 @@ def _save_model(model: Any, run: Run, data: TrainingData) -> str:
 
 def fail_earlier_attempts(job_id: int) -> None:
     """Runs of earlier attempts of this job that a dead worker left RUNNING end as FAILED."""
-    stale = RunTag.objects.filter(key=JOB_TAG, value=str(job_id)).values_list("run_id", flat=True)
-    for run in Run.objects.filter(pk__in=list(stale), status=RunStatus.RUNNING):
+    for run in runs_of_job(job_id).filter(status=RunStatus.RUNNING):
         tracking.update_run(run, status=RunStatus.FAILED, end_time=now_ms(), run_name=None)
 
 
