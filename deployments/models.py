@@ -231,3 +231,8 @@ class PredictionLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.status}"
+
+    @staticmethod
+    def model_errors() -> models.Q:
+        """The answers the model is to blame for: a 5xx, or a prediction that raised (not a client's bad input)."""
+        return models.Q(status__gte=500) | models.Q(error="model_error")

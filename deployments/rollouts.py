@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
 from datasets.tables import TableReadError, read_head
@@ -81,20 +81,6 @@ def input_example(model: loader.LoadedModel, storage_location: str) -> Any | Non
             return inputs.parse_mlflow(model, {"dataframe_split": body})
         return inputs.parse_mlflow(model, {"instances": body})
     return None
-
-
-def warm_up_row(model: loader.LoadedModel) -> Any | None:
-    """One row of zeros shaped by the signature (what the server warms up with), or None."""
-    if not model.inputs or any(i.shape is None for i in model.inputs):
-        return None
-
-    def zeros(item: loader.InputSpec) -> np.ndarray:
-        shape = tuple(1 if d == -1 else d for d in (item.shape or (1,)))
-        if item.dtype in ("object", "str"):
-            return np.full(shape, "", dtype=object)
-        return np.zeros(shape, dtype=item.dtype)
-
-    return {i.name: zeros(i) for i in model.inputs} if model.named else zeros(model.inputs[0])
 
 
 def _rows(features: Any) -> int:
@@ -203,9 +189,7 @@ def live_health(rollout: Rollout) -> dict[str, Any]:
         if revision_id is None:
             continue
         logs = PredictionLog.objects.filter(revision_id=revision_id, time__gte=since)
-        counts = logs.aggregate(
-            requests=Count("id"), errors=Count("id", filter=Q(status__gte=500) | Q(error="model_error"))
-        )
+        counts = logs.aggregate(requests=Count("id"), errors=Count("id", filter=PredictionLog.model_errors()))
         latencies = list(logs.order_by("-time").values_list("latency_ms", flat=True)[:HEALTH_WINDOW_ROWS])
         requests = counts["requests"]
         health[arm] = {
@@ -313,7 +297,7 @@ class RolloutWalker:
             raise RolloutFailed(f"the model's input example does not fit its own signature: {exc}") from None
         source = "input example"
         if example is None:
-            example, source = warm_up_row(model), "a row of zeros shaped by the signature"
+            example, source = loader.warm_up_input(model), "a row of zeros shaped by the signature"
         detail: dict[str, Any] = {"flavor": model.flavor, "signature": bool(model.inputs)}
         if example is None:
             message = "loaded; no input example or tensor signature to smoke-test with"
@@ -390,7 +374,7 @@ class RolloutWalker:
         budget = deployment.latency_budget_ms
         if budget is not None:
             self.ctx.progress(GATE_END - 5, "timing single-row predictions")
-            row = row if row is not None else warm_up_row(self.model)
+            row = row if row is not None else loader.warm_up_input(self.model)
             if row is None:
                 record("latency", False, "no input example, holdout or tensor signature to time predictions with")
             else:

@@ -86,6 +86,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             "history": history,
             "events": list(deployment.events.order_by("-time", "-id")[:TIMELINE_EVENTS]),
             "can_edit": can(request.user, model, Permission.EDIT),
+            "served": services.served_revisions(deployment),
             "versions": ModelVersion.objects.filter(model=model).order_by("-version").values_list("version", flat=True),
             "aliases": RegisteredModelAlias.objects.filter(model=model)
             .order_by("alias")

@@ -30,7 +30,6 @@ from accounts.services import record_audit
 from mlops_portal.events import publish
 from monitoring import egress
 from monitoring.models import (
-    BUCKET_FIELDS,
     Alert,
     AlertMetric,
     AlertRule,
@@ -38,7 +37,8 @@ from monitoring.models import (
     DriftResult,
     MinuteRollup,
 )
-from monitoring.queries import quantile
+from monitoring.queries import SUMMED, Slot, quantile
+from monitoring.rollups import epoch_minute
 
 logger = logging.getLogger(__name__)
 
@@ -65,29 +65,22 @@ def metric_value(rule: AlertRule, now: datetime) -> float | None:
         if latest is None:
             return None
         return recent.filter(window_end=latest).aggregate(psi=Max("psi"))["psi"]
-    since = int((now - timedelta(minutes=rule.window_minutes)).timestamp() // 60)
-    sums = MinuteRollup.objects.filter(deployment_id=rule.deployment_id, epoch_minute__gte=since).aggregate(
-        requests=Sum("requests"), errors=Sum("errors"), latency=Sum("latency_sum_ms"), labelled=Sum("labelled"),
-        correct=Sum("correct"), valued=Sum("valued"), abs_error=Sum("abs_error_sum"),
-        **{name: Sum(name) for name in BUCKET_FIELDS},
-    )  # fmt: skip
-    requests = sums["requests"] or 0
+    since = epoch_minute(now - timedelta(minutes=rule.window_minutes))
+    window = Slot(now, MinuteRollup.objects.filter(deployment_id=rule.deployment_id, epoch_minute__gte=since).aggregate(
+        **{name: Sum(name) for name in SUMMED}))  # fmt: skip
     if rule.metric == AlertMetric.REQUEST_RATE:
-        return requests / (rule.window_minutes * 60)
+        return window.get("requests") / (rule.window_minutes * 60)
     if rule.metric == AlertMetric.ACCURACY:
-        labelled = sums["labelled"] or 0
-        return (sums["correct"] or 0) / labelled if labelled >= rule.min_requests else None
+        return window.accuracy if window.get("labelled") >= rule.min_requests else None
     if rule.metric == AlertMetric.MAE:
-        valued = sums["valued"] or 0
-        return (sums["abs_error"] or 0.0) / valued if valued >= rule.min_requests else None
-    if requests < rule.min_requests:
+        return window.mae if window.get("valued") >= rule.min_requests else None
+    if window.get("requests") < rule.min_requests:
         return None
     if rule.metric == AlertMetric.ERROR_RATE:
-        return (sums["errors"] or 0) / requests
+        return window.error_rate
     if rule.metric == AlertMetric.MEAN_LATENCY:
-        return (sums["latency"] or 0.0) / requests
-    buckets = [int(sums[name] or 0) for name in BUCKET_FIELDS]
-    return quantile(0.95 if rule.metric == AlertMetric.P95_LATENCY else 0.99, buckets)
+        return window.mean_latency
+    return quantile(0.95 if rule.metric == AlertMetric.P95_LATENCY else 0.99, window.buckets)
 
 
 def evaluate_rule(rule: AlertRule, now: datetime) -> str:
@@ -115,7 +108,7 @@ def evaluate_rule(rule: AlertRule, now: datetime) -> str:
             if value is not None:
                 rule.breaching_since = None
                 if active is not None:
-                    _resolve(active, now, actor=None, reason=f"back to {value:.4g}")
+                    _resolve(active, now, actor=None)
                     outcome = "resolved"
         rule.save(update_fields=["last_value", "last_evaluated", "breaching_since"])
     return outcome
@@ -141,7 +134,7 @@ def _open(rule: AlertRule, value: float, now: datetime) -> bool:
     return True
 
 
-def _resolve(alert: Alert, now: datetime, *, actor: Any, reason: str) -> None:
+def _resolve(alert: Alert, now: datetime, *, actor: Any) -> None:
     Alert.objects.filter(pk=alert.pk).update(
         status=AlertStatus.RESOLVED, resolved_at=now,
         resolved_by=actor if getattr(actor, "is_authenticated", False) else None,
@@ -183,7 +176,7 @@ def resolve_by_hand(alert: Alert, *, actor: Any) -> Alert:
         alert = Alert.objects.select_for_update().get(pk=alert.pk)
         if alert.status == AlertStatus.RESOLVED:
             raise AlertError("the alert is already resolved", "status")
-        _resolve(alert, timezone.now(), actor=actor, reason="resolved by hand")
+        _resolve(alert, timezone.now(), actor=actor)
         # A hand-resolved condition that still holds must hold a full for-duration again before re-opening.
         AlertRule.objects.filter(pk=alert.rule_id).update(breaching_since=None)
         record_audit(actor, "alert.resolve", alert, {"rule": alert.rule_id})

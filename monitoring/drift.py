@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Reference:
     version: DatasetVersion
-    profile: dict[str, Any]
     features: list[dict[str, Any]]  # profile columns that are model inputs, in order
 
     @property
@@ -73,7 +72,7 @@ def reference_for(deployment: Deployment, revision: DeploymentRevision | None) -
         if profile is not None and profile.data:
             label = deployment.target_column
             features = [c for c in profile.data.get("columns", []) if c["name"] != label]
-            return Reference(version, profile.data, features)
+            return Reference(version, features)
     return None
 
 

@@ -21,7 +21,6 @@ from deployments.kubernetes import service_name
 from deployments.models import Deployment
 
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
-LATENCY = "rate(http_request_duration_seconds_sum[5m]) / rate(http_request_duration_seconds_count[5m])"
 
 
 def model_latency_expression(deployment: str) -> str:

@@ -80,10 +80,6 @@ class Slot:
         return self.get("abs_error_sum") / self.get("valued") if self.get("valued") else None
 
     @property
-    def rmse(self) -> float | None:
-        return (self.get("sq_error_sum") / self.get("valued")) ** 0.5 if self.get("valued") else None
-
-    @property
     def mean_latency(self) -> float | None:
         return self.get("latency_sum_ms") / self.get("requests") if self.get("requests") else None
 

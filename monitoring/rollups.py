@@ -47,7 +47,7 @@ def epoch_minute(minute: datetime) -> int:
 
 def error_filter() -> Q:
     """Answers the model is to blame for: a 5xx, or a prediction that raised."""
-    return Q(status__gte=500) | Q(error="model_error")
+    return PredictionLog.model_errors()
 
 
 def client_error_filter() -> Q:

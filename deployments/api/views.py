@@ -25,7 +25,7 @@ from deployments.api.serializers import (
     RolloutSerializer,
     ServingSerializer,
 )
-from deployments.models import ACTIVE_ROLLOUT_STATUSES, NAME_PATTERN, Deployment, DeploymentRevision
+from deployments.models import NAME_PATTERN, Deployment, DeploymentRevision
 from experiments.models import Permission
 from registry.permissions import can, visible_models
 
@@ -62,14 +62,7 @@ class DeploymentViewSet(
         return (
             Deployment.objects.filter(registered_model__in=visible_models(self.request.user))
             .select_related("registered_model", "owner", "holdout_dataset_version__dataset")
-            .prefetch_related(
-                Prefetch("revisions", DeploymentRevision.objects.select_related("model_version")),
-                Prefetch(
-                    "rollouts",
-                    queries.rollouts().filter(status__in=ACTIVE_ROLLOUT_STATUSES),
-                    to_attr="active_rollouts",
-                ),
-            )
+            .prefetch_related(Prefetch("revisions", DeploymentRevision.objects.select_related("model_version")))
             .order_by("name")
         )
 

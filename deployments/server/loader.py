@@ -153,10 +153,10 @@ def _load_keras(data_dir: Path, inputs: list[InputSpec]) -> LoadedModel:
     return LoadedModel("tensorflow", predict, inputs)
 
 
-def _warm_up(model: LoadedModel) -> None:
-    """Trace the graph now so the first request does not pay for it (and a broken model fails here)."""
+def warm_up_input(model: LoadedModel) -> Any | None:
+    """One row of zeros (empty texts) shaped by a tensor signature, or None without one."""
     if not model.inputs or any(i.shape is None for i in model.inputs):
-        return
+        return None
 
     def zeros(item: InputSpec) -> np.ndarray:
         shape = tuple(1 if d == -1 else d for d in (item.shape or (1,)))
@@ -164,7 +164,15 @@ def _warm_up(model: LoadedModel) -> None:
             return np.full(shape, "", dtype=object)  # an empty text, not the integer 0
         return np.zeros(shape, dtype=item.dtype)
 
+    return {i.name: zeros(i) for i in model.inputs} if model.named else zeros(model.inputs[0])
+
+
+def _warm_up(model: LoadedModel) -> None:
+    """Trace the graph now so the first request does not pay for it (and a broken model fails here)."""
+    row = warm_up_input(model)
+    if row is None:
+        return
     try:
-        model.predict({i.name: zeros(i) for i in model.inputs} if model.named else zeros(model.inputs[0]))
+        model.predict(row)
     except Exception as exc:
         raise ModelLoadError(f"the warm-up prediction failed: {exc}") from exc

@@ -102,3 +102,10 @@ def test_readers_see_it_without_controls_and_outsiders_get_404(
     assert client.get("/deployments/churn-prod/").status_code == 404
     assert client.post("/deployments/churn-prod/rollout/pause").status_code == 404
     assert "churn-prod" not in client.get("/deployments/").content.decode()
+
+
+def test_only_revisions_that_served_offer_to_serve_again(editor_client: Client, canary: Any, editor: Any) -> None:
+    services.rollback_rollout(services.deploy(canary, 2, actor=editor), actor=editor)  # v2 never took traffic
+    serve_now(canary, 2, actor=editor)  # a later v2 revision did, and retired v1
+    page = editor_client.get("/deployments/churn-prod/").content.decode()
+    assert page.count("Serve v1 again") == 1 and "Serve v2 again" not in page

@@ -80,14 +80,34 @@ def test_an_alert_opens_after_its_for_duration_dedups_and_resolves_itself(
 def test_no_data_neither_fires_nor_resolves(rule: AlertRule, predict: Any) -> None:
     assert alerts.evaluate_rule(rule, timezone.now()) == "n/a"
     assert not Alert.objects.exists()
+    then = timezone.now() - timedelta(minutes=30)
+    traffic(predict, then, ok=5, errors=5)
+    AlertRule.objects.filter(pk=rule.pk).update(for_minutes=0)
+    assert alerts.evaluate_rule(AlertRule.objects.get(pk=rule.pk), then) == "opened"
+    # Later, no traffic in the window: not a recovery, the alert stays open.
+    assert alerts.evaluate_rule(AlertRule.objects.get(pk=rule.pk), timezone.now()) == "n/a"
+    assert Alert.objects.get().status == AlertStatus.OPEN
 
 
 @pytest.mark.parametrize(
-    ("metric", "comparator", "threshold", "expected"),
-    [("p95_latency_ms", ">", 20, "opened"), ("mean_latency_ms", ">", 50, "ok"), ("request_rate", "<", 1, "opened")],
+    ("metric", "value", "comparator", "threshold", "expected"),
+    [
+        ("p95_latency_ms", 43.75, ">", 20, "opened"),  # 8 requests in (1, 2] ms, 2 in (25, 50] ms
+        ("p99_latency_ms", 48.75, ">", 50, "ok"),
+        ("mean_latency_ms", 9.6, ">", 50, "ok"),
+        ("request_rate", 10 / 300, "<", 1, "opened"),
+        ("error_rate", 0.0, ">", 0, "ok"),
+    ],
 )
 def test_latency_and_rate_metrics_come_from_the_rollups(
-    deployment: Any, editor: Any, predict: Any, metric: str, comparator: str, threshold: float, expected: str
+    deployment: Any,
+    editor: Any,
+    predict: Any,
+    metric: str,
+    value: float,
+    comparator: str,
+    threshold: float,
+    expected: str,
 ) -> None:
     now = timezone.now()
     for i in range(10):
@@ -95,6 +115,7 @@ def test_latency_and_rate_metrics_come_from_the_rollups(
     rollups.fill_rollups()
     rule = services.create_alert_rule(deployment, owner=editor, name=metric, metric=metric, comparator=comparator,
                                       threshold=threshold, window_minutes=5, min_requests=5)  # fmt: skip
+    assert alerts.metric_value(rule, now) == pytest.approx(value)
     assert alerts.evaluate_rule(rule, now) == expected
 
 
