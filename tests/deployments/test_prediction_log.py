@@ -133,7 +133,7 @@ def test_requests_on_the_canary_are_logged_on_the_canary_arm(
 
 
 def test_refresh_reports_which_revisions_loaded_and_why_the_others_did_not(
-    served: Any, registered_model: RegisteredModel, editor: Any
+    served: Any, registered_model: RegisteredModel, editor: Any, django_assert_num_queries: Any
 ) -> None:
     app, revision = served
     revision.refresh_from_db()
@@ -151,7 +151,10 @@ def test_refresh_reports_which_revisions_loaded_and_why_the_others_did_not(
     assert broken.loaded_at is None
     assert "MODEL_SERVER_ALLOWED_PICKLE_FLAVORS" in broken.load_error
     revision.refresh_from_db()
-    assert revision.loaded_at == loaded_at  # reported once, not on every refresh
+    assert revision.loaded_at == loaded_at
+    # Reported once: a refresh with nothing new only reads (the active revisions, the rollouts in flight).
+    with django_assert_num_queries(2):
+        app.refresh()
 
 
 # PredictionLogger ------------------------------------------------------------------------------------
