@@ -20,7 +20,13 @@ def runs_of_job(job_id: int) -> Any:
     return Run.objects.filter(pk__in=tagged).order_by("-start_time")
 
 
-@registry.register(TRAIN_JOB, label="Training", queue="training")
+def _after_training(job_id: int) -> None:
+    from experiments.training.sweeps import after_training_job
+
+    after_training_job(job_id)
+
+
+@registry.register(TRAIN_JOB, label="Training", queue="training", on_finish=_after_training)
 def train(ctx: JobContext) -> dict[str, Any]:
     from experiments.training.job import train as run_training
 

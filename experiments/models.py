@@ -327,3 +327,56 @@ class RunOutput(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} -> {self.model_id}"
+
+
+class SweepStrategy(models.TextChoices):
+    GRID = "grid", "Grid"
+    RANDOM = "random", "Random"
+
+
+class Sweep(models.Model):
+    """A hyperparameter search: one training job per trial, at most `max_concurrency` of them at a time.
+
+    The trials are decided when the sweep is created (the whole grid, or `n_trials` random draws from the
+    space with the sweep's seed), so a sweep is reproducible and its page can show what is still to come.
+    Trials get their job as slots free up (experiments/training/sweeps.py::advance_sweep).
+    """
+
+    name = models.CharField(max_length=200)
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="sweeps")
+    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.PROTECT, related_name="+")
+    target = models.CharField(max_length=255)
+    trainer = models.CharField(max_length=100)
+    base_params = models.JSONField(default=dict, blank=True, help_text="Parameters every trial shares")
+    space = models.JSONField(help_text="Per parameter: a list of values, or {min, max[, log]} for random draws")
+    strategy = models.CharField(max_length=16, choices=SweepStrategy.choices, default=SweepStrategy.GRID)
+    metric = models.CharField(max_length=64, help_text="The held-out score that picks the best trial")
+    goal = models.CharField(max_length=8, choices=[("max", "maximise"), ("min", "minimise")])
+    max_concurrency = models.PositiveSmallIntegerField(default=2)
+    seed = models.PositiveIntegerField(default=0)
+    timeout_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Per trial")
+    cancel_requested = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SweepTrial(models.Model):
+    """One point of a sweep's space; `job` is set when it is handed to a worker."""
+
+    sweep = models.ForeignKey(Sweep, on_delete=models.CASCADE, related_name="trials")
+    number = models.PositiveIntegerField()
+    params = models.JSONField(help_text="The trainer's full parameters for this trial")
+    job = models.OneToOneField("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["sweep", "number"]
+        constraints = [models.UniqueConstraint(fields=["sweep", "number"], name="sweep_trial_number")]
+
+    def __str__(self) -> str:
+        return f"{self.sweep} trial {self.number}"

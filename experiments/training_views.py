@@ -4,6 +4,7 @@ loss curves of its run as epochs end, the test scores and the model when it is d
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
@@ -26,63 +27,100 @@ from mlops_portal.api import first_field, first_message
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae")
 
 
-def _error_text(detail: Any) -> str:
+def error_text(detail: Any) -> str:
     """The first problem, worded as the API words it (`params.epochs: Ensure this value is ...`)."""
     field = first_field(detail)
     return f"{field}: {first_message(detail)}" if field else first_message(detail)
 
 
-@role_required("editor")
-def train_form(request: HttpRequest) -> HttpResponse:
+def form_choices(request: HttpRequest) -> dict[str, Any]:
+    """What the training and sweep forms offer: experiments the user may edit, tabular dataset versions,
+    and the trainers with their defaults."""
     active = list(visible_experiments(request.user).filter(lifecycle_stage=LifecycleStage.ACTIVE).order_by("name"))
     levels = levels_for(request.user, active)  # one query for all of them
-    experiments = [e for e in active if levels[e.pk] >= PERMISSION_RANK[Permission.EDIT]]
-    versions = list(DatasetVersion.objects.exclude(format=DatasetFormat.DIRECTORY).select_related("dataset")
-                    .order_by("dataset__name", "-number")[:500])  # fmt: skip
     choices = {
         name: {"label": t.label, "task": t.task, "defaults": param_defaults(t)} for name, t in trainers().items()
     }
-    values = {"params": "{}", "seed": "0", "trainer": next(iter(sorted(choices)), "")}
-    if request.method == "POST":
-        values = {k: request.POST.get(k, "") for k in ("experiment", "version", "target", "trainer", "params", "seed",
-                                                       "run_name")}  # fmt: skip
-        experiment = next((e for e in experiments if str(e.pk) == values["experiment"]), None)
-        version = (
-            DatasetVersion.objects.exclude(format=DatasetFormat.DIRECTORY).filter(pk=values["version"]).first()
-            if values["version"].isdigit()
-            else None
-        )
-        try:
-            params = json.loads(values["params"] or "{}")
-            seed = int(values["seed"] or 0)
-        except ValueError as exc:
-            messages.error(request, f"params must be a JSON object and seed a whole number ({exc})")
-        else:
-            if experiment is None or version is None:
-                messages.error(request, "Choose an experiment you may edit and a dataset version.")
-            else:
-                try:
-                    job = start_training_job(
-                        experiment, dataset_version=version, target=values["target"].strip(),
-                        trainer=values["trainer"], params=params,
-                        seed=seed, run_name=values["run_name"], requested_by=request.user,
-                    )  # fmt: skip
-                except ValidationError as exc:
-                    messages.error(request, _error_text(exc.detail))
-                else:
-                    messages.success(request, f"Training job #{job.pk} queued.")
-                    return redirect("experiments:training-job", job_id=job.pk)
-    return render(
-        request,
-        "experiments/train.html",
-        {
-            "experiments": experiments,
-            "versions": versions,
-            "trainers": choices,
-            "values": values,
-            "defaults_json": json.dumps({k: v["defaults"] for k, v in choices.items()}),
-        },
+    return {
+        "experiments": [e for e in active if levels[e.pk] >= PERMISSION_RANK[Permission.EDIT]],
+        "versions": list(
+            DatasetVersion.objects.exclude(format=DatasetFormat.DIRECTORY)
+            .select_related("dataset")
+            .order_by("dataset__name", "-number")[:500]
+        ),
+        "trainers": choices,
+        "defaults_json": json.dumps({k: v["defaults"] for k, v in choices.items()}),
+    }
+
+
+@dataclass
+class Posted:
+    """The fields the training and sweep forms share, as posted (`values`, to show again) and parsed."""
+
+    values: dict[str, str]
+    experiment: Any = None
+    version: DatasetVersion | None = None
+    params: Any = None
+    seed: int = 0
+
+
+def read_training_fields(request: HttpRequest, experiments: list[Any], extra: tuple[str, ...] = ()) -> Posted:
+    """Parse the shared fields; a problem is reported as a message and leaves `experiment` None."""
+    names = ("experiment", "version", "target", "trainer", "params", "seed", "run_name", *extra)
+    posted = Posted({k: request.POST.get(k, "") for k in names})
+    values = posted.values
+    try:
+        posted.params = json.loads(values["params"] or "{}")
+        posted.seed = int(values["seed"] or 0)
+    except ValueError as exc:
+        messages.error(request, f"params must be a JSON object and seed a whole number ({exc})")
+        return posted
+    experiment = next((e for e in experiments if str(e.pk) == values["experiment"]), None)
+    version = (
+        DatasetVersion.objects.exclude(format=DatasetFormat.DIRECTORY).filter(pk=values["version"]).first()
+        if values["version"].isdigit()
+        else None
     )
+    if experiment is None or version is None:
+        messages.error(request, "Choose an experiment you may edit and a dataset version.")
+        return posted
+    posted.experiment, posted.version = experiment, version
+    return posted
+
+
+@role_required("editor")
+def train_form(request: HttpRequest) -> HttpResponse:
+    context = form_choices(request)
+    values = {"params": "{}", "seed": "0", "trainer": next(iter(sorted(context["trainers"])), "")}
+    if request.method == "POST":
+        posted = read_training_fields(request, context["experiments"], ("timeout_minutes",))
+        values = posted.values
+        if posted.experiment is not None:
+            try:
+                job = start_training_job(
+                    posted.experiment, dataset_version=posted.version, target=values["target"].strip(),
+                    trainer=values["trainer"], params=posted.params, seed=posted.seed, run_name=values["run_name"],
+                    requested_by=request.user, timeout_seconds=timeout_of(values["timeout_minutes"]),
+                )  # fmt: skip
+            except ValidationError as exc:
+                messages.error(request, error_text(exc.detail))
+            else:
+                messages.success(request, f"Training job #{job.pk} queued.")
+                return redirect("experiments:training-job", job_id=job.pk)
+    return render(request, "experiments/train.html", {**context, "values": values})
+
+
+def timeout_of(text: str) -> int | None:
+    """The form's optional timeout in minutes, as seconds; a bad value is a 400 naming the field."""
+    if not text.strip():
+        return None
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1
+    if not 0 < minutes <= 7 * 24 * 60:
+        raise ValidationError({"timeout_minutes": ["from 1 minute to 7 days (10080)"]})
+    return max(60, int(minutes * 60))
 
 
 def training_job(request: HttpRequest, job_id: int) -> HttpResponse:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from experiments import training_views, views
+from experiments import sweep_views, training_views, views
 
 app_name = "experiments"
 urlpatterns = [
@@ -8,6 +8,10 @@ urlpatterns = [
     path("compare/", views.compare, name="compare"),
     path("train/", training_views.train_form, name="train"),
     path("training/<int:job_id>/", training_views.training_job, name="training-job"),
+    path("sweeps/", sweep_views.sweep_index, name="sweeps"),
+    path("sweeps/new/", sweep_views.sweep_form, name="sweep-new"),
+    path("sweeps/<int:sweep_id>/", sweep_views.sweep_detail, name="sweep"),
+    path("sweeps/<int:sweep_id>/cancel/", sweep_views.sweep_cancel, name="sweep-cancel"),
     path("<int:experiment_id>/", views.experiment_detail, name="experiment"),
     path("<int:experiment_id>/runs.csv", views.runs_csv, name="runs-csv"),
     path("<int:experiment_id>/runs/", views.runs_action, name="runs-action"),

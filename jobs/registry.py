@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 Handler = Callable[["JobContext"], dict[str, Any] | None]
 Validator = Callable[[dict[str, Any]], dict[str, Any]]
+# Called with the job's id after it reached a final status, whichever way (its worker, a cancel, the
+# reconciler): how a sweep or a pipeline learns that a job it waits for is over.
+FinishHook = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -26,16 +29,23 @@ class JobType:
     validate: Validator | None = None
     # Only types with a validator can be started by name through the generic jobs API.
     submittable: bool = False
+    on_finish: FinishHook | None = None
 
 
 _TYPES: dict[str, JobType] = {}
 
 
 def register(
-    name: str, *, label: str, queue: str = "default", validate: Validator | None = None, submittable: bool = False
+    name: str,
+    *,
+    label: str,
+    queue: str = "default",
+    validate: Validator | None = None,
+    submittable: bool = False,
+    on_finish: FinishHook | None = None,
 ) -> Callable[[Handler], Handler]:
     def decorator(handler: Handler) -> Handler:
-        _TYPES[name] = JobType(name, label, handler, queue, validate, submittable and validate is not None)
+        _TYPES[name] = JobType(name, label, handler, queue, validate, submittable and validate is not None, on_finish)
         return handler
 
     return decorator

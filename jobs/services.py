@@ -119,13 +119,32 @@ def append_log(job: Job, text: str) -> None:
         Job.objects.filter(pk=job.pk).update(log=log)
 
 
+def _finished(job_id: int) -> None:
+    """Tell the job type's `on_finish` hook, once the final status is committed."""
+    transaction.on_commit(lambda: _notify_finished(job_id))
+
+
+def _notify_finished(job_id: int) -> None:
+    job_type = Job.objects.filter(pk=job_id).values_list("type", flat=True).first()
+    spec = registry.get(job_type or "")
+    if spec is None or spec.on_finish is None:
+        return
+    try:
+        spec.on_finish(job_id)
+    except Exception:  # the job is over either way; the hook's owner repairs on beat
+        logger.exception("a job's on_finish hook failed", extra={"job_id": job_id, "job_type": job_type})
+
+
 def finish_job(job: Job, status: str, *, result: dict[str, Any] | None = None, error: str = "") -> bool:
     values: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "error": error[-4000:]}
     if result is not None:
         values["result"] = result
     if status == JobStatus.SUCCEEDED:
         values["progress"] = 100
-    return bool(Job.objects.filter(owns(job)).update(**values))
+    if Job.objects.filter(owns(job)).update(**values):
+        _finished(job.pk)
+        return True
+    return False
 
 
 def requeue_job(job: Job, reason: str) -> bool:
@@ -133,6 +152,7 @@ def requeue_job(job: Job, reason: str) -> bool:
     if Job.objects.filter(owns(job), cancel_requested=True).update(
         status=JobStatus.CANCELLED, finished_at=timezone.now(), error=f"cancelled by a user ({reason})"[-4000:]
     ):
+        _finished(job.pk)
         return False
     updated = Job.objects.filter(owns(job)).update(status=JobStatus.QUEUED, error=reason[-4000:])
     if updated:
@@ -144,9 +164,10 @@ def cancel_job(job: Job, *, actor: Any) -> Job:
     """Cancel a queued job at once; ask a running job to stop at its next checkpoint."""
     with transaction.atomic():
         now = timezone.now()
-        Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        if Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
             status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, error="cancelled before it started"
-        )
+        ):
+            _finished(job.pk)
         Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
         record_audit(actor, "job.cancel", job, {})
     job.refresh_from_db()
@@ -191,6 +212,7 @@ def reconcile_jobs() -> ReconcileReport:
         if Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
             status=JobStatus.CANCELLED, finished_at=now, error="cancelled by a user"
         ):
+            _finished(job_id)
             report.cancelled.append(job_id)
     rows = lost.exclude(cancel_requested=True).values_list(
         "pk", "attempts", "max_attempts", "enqueued_at", "dispatch_count"
@@ -202,6 +224,7 @@ def reconcile_jobs() -> ReconcileReport:
             if Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
                 status=JobStatus.FAILED, finished_at=now, error=f"no attempts left ({max_attempts})"
             ):
+                _finished(job_id)
                 report.failed.append(job_id)
         elif dispatch_job(job_id):
             report.redispatched.append(job_id)
@@ -218,6 +241,7 @@ def reconcile_jobs() -> ReconcileReport:
                 status=JobStatus.FAILED, finished_at=now, error=f"timed out after {job.timeout_seconds}s"
             )
         ):
+            _finished(job.pk)
             report.failed.append(job.pk)
     dead = Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
     for job in dead.only("pk", "attempts", "max_attempts", "heartbeat_at", "worker")[:500]:
@@ -227,6 +251,7 @@ def reconcile_jobs() -> ReconcileReport:
         if Job.objects.filter(same_attempt, cancel_requested=True).update(
             status=JobStatus.CANCELLED, finished_at=now, error=f"cancelled by a user; {reason}"
         ):
+            _finished(job.pk)
             report.cancelled.append(job.pk)
         elif job.attempts < job.max_attempts:
             if Job.objects.filter(same_attempt).update(status=JobStatus.QUEUED, error=reason):
@@ -237,6 +262,7 @@ def reconcile_jobs() -> ReconcileReport:
             status=JobStatus.FAILED, finished_at=now, error=f"{reason}; no attempts left ({job.max_attempts})"
         ):
             _log_system(job.pk, f"{reason}; failed after {job.max_attempts} attempts")
+            _finished(job.pk)
             report.failed.append(job.pk)
     if report.redispatched or report.retried or report.failed or report.cancelled:
         logger.info(

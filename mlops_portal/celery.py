@@ -27,6 +27,10 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     sender.add_periodic_task(
         settings.JOB_RECONCILE_INTERVAL, sender.signature("deployments.reconcile_rollouts"), name="reconcile rollouts"
     )
+    # Sweeps whose trial-finished hook was lost with its process start their next trials.
+    sender.add_periodic_task(
+        settings.JOB_RECONCILE_INTERVAL, sender.signature("experiments.advance_sweeps"), name="advance sweeps"
+    )
     # Per-minute monitoring rollups from the prediction log and late feedback.
     sender.add_periodic_task(settings.ROLLUP_INTERVAL_SECONDS, sender.signature("monitoring.rollup"), name="rollups")
     sender.add_periodic_task(settings.DRIFT_INTERVAL_SECONDS, sender.signature("monitoring.drift"), name="drift")

@@ -303,6 +303,9 @@ TRAINING_TEST_FRACTION = min(env_float("TRAINING_TEST_FRACTION", 0.2, minimum=0.
 TRAINING_VALIDATION_FRACTION = min(env_float("TRAINING_VALIDATION_FRACTION", 0.1, minimum=0.01), 0.5)
 TRAINING_MAX_CATEGORIES = env_int("TRAINING_MAX_CATEGORIES", 50, minimum=1)
 TRAINING_MAX_CLASSES = env_int("TRAINING_MAX_CLASSES", 100, minimum=2)
+# Sweeps (experiments/training/sweeps.py): the most trials one sweep may have, and the most it may run at once.
+SWEEP_MAX_TRIALS = env_int("SWEEP_MAX_TRIALS", 100, minimum=1)
+SWEEP_MAX_CONCURRENCY = env_int("SWEEP_MAX_CONCURRENCY", 8, minimum=1)
 
 # Rollouts (deployments/rollouts.py): how often the job looks at the canary and at user commands, whether
 # it waits for the model server to report the candidate loaded, and for how long.
@@ -357,6 +360,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "SweepStrategyEnum": "experiments.models.SweepStrategy",
+        "StrategyEnum": "deployments.models.Strategy",  # the rollout strategy, as before sweeps had one
+    },
 }
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -57,16 +57,8 @@ class TrainingRequest(serializers.Serializer):
     timeout_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, required=False)
 
 
-@extend_schema(
-    request=TrainingRequest, responses={202: inline_serializer("TrainingJob", {"id": serializers.IntegerField()})}
-)
-@api_view(["POST"])
-@permission_classes([RolePermission])
-def start(request: Request) -> Response:
-    """Queue a training job on the `training` queue (editors, with EDIT on the experiment)."""
-    data = TrainingRequest(data=request.data)
-    data.is_valid(raise_exception=True)
-    values = data.validated_data
+def training_target(request: Request, values: dict[str, Any]) -> tuple[Experiment, DatasetVersion]:
+    """The experiment (EDIT needed) and dataset version a training request names."""
     experiment = Experiment.objects.filter(name=values["experiment"]).first()
     if experiment is None or not can(request.user, experiment, Permission.READ):
         raise exceptions.ValidationError({"experiment": [f"no experiment named {values['experiment']!r}"]})
@@ -77,6 +69,20 @@ def start(request: Request) -> Response:
         raise exceptions.ValidationError(
             {"version": [f"dataset {values['dataset']!r} has no version {values['version']}"]}
         )
+    return experiment, version
+
+
+@extend_schema(
+    request=TrainingRequest, responses={202: inline_serializer("TrainingJob", {"id": serializers.IntegerField()})}
+)
+@api_view(["POST"])
+@permission_classes([RolePermission])
+def start(request: Request) -> Response:
+    """Queue a training job on the `training` queue (editors, with EDIT on the experiment)."""
+    data = TrainingRequest(data=request.data)
+    data.is_valid(raise_exception=True)
+    values = data.validated_data
+    experiment, version = training_target(request, values)
     job = start_training_job(
         experiment, dataset_version=version, target=values["target"], trainer=values["trainer"],
         params=values["params"], seed=values["seed"], run_name=values["run_name"], requested_by=request.user,

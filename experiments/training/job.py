@@ -133,9 +133,10 @@ def train(ctx: JobContext) -> dict[str, Any]:
         raise JobStopped(JobStatus.FAILED, f"no trainer named {p['trainer']!r} (see the TRAINERS setting)")
     fail_earlier_attempts(ctx.job.pk)
     seed = int(p["seed"])
+    extra_tags = [(str(k)[:250], str(v)[:5000]) for k, v in p.get("tags", {}).items()]
     run = tracking.create_run(
         experiment, user_id=p.get("user", ""), start_time=None, run_name=p.get("run_name") or None,
-        tags=[(JOB_TAG, str(ctx.job.pk)), ("portal.trainer", trainer.name), *_libraries()],
+        tags=[(JOB_TAG, str(ctx.job.pk)), ("portal.trainer", trainer.name), *_libraries(), *extra_tags],
     )  # fmt: skip
     try:
         ctx.log(f"run {run.run_uuid}: {trainer.label} on {version}, target {p['target']!r}, seed {seed}")

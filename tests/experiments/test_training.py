@@ -187,3 +187,40 @@ def test_the_trained_model_registers_from_its_job_page(editor: Any, editor_clien
     assert viewer_client.post("/models/register-run/", {"source": job.result["model"], "name": "x"}).status_code == 403
     bad = editor_client.post("/models/register-run/", {"source": "file:///etc/passwd", "name": "evil"}, follow=True)
     assert bad.status_code == 200 and not RegisteredModel.objects.filter(name="evil").exists()
+
+
+def test_balanced_class_weights_weigh_each_class_inversely_to_its_count() -> None:
+    from types import SimpleNamespace
+
+    from experiments.training.job import _class_weight
+
+    data = SimpleNamespace(task="classification", classes=["no", "yes"], y={"train": np.array([0] * 90 + [1] * 10)})
+    assert _class_weight(data, {"class_weight": "balanced"}) == {0: 100 / (2 * 90), 1: 100 / (2 * 10)}
+    assert _class_weight(data, {"class_weight": "none"}) is None
+    assert _class_weight(SimpleNamespace(task="regression"), {"class_weight": "balanced"}) is None
+
+
+def test_early_stopping_ends_training_before_the_last_epoch_and_class_weights_train(editor: Any) -> None:
+    params = {"epochs": 60, "hidden_units": [8], "learning_rate": 0.05, "early_stopping_patience": 1,
+              "class_weight": "balanced"}  # fmt: skip
+    job = submit(editor, params=params)
+    assert runner.execute(job.pk) == "succeeded", Job.objects.get(pk=job.pk).error
+    run = Run.objects.get(run_uuid=Job.objects.get(pk=job.pk).result["run_id"])
+    epochs = run.metrics.filter(key="loss").count()
+    assert 2 <= epochs < 60  # val_loss stopped improving, so training stopped early
+    assert dict(run.params.values_list("key", "value"))["class_weight"] == "balanced"
+
+
+def test_the_form_takes_a_timeout_in_minutes(editor: Any, editor_client: Any) -> None:
+    from datasets.models import DatasetVersion
+
+    push("churn", churn_csv(), filename="churn.csv", author=editor)
+    experiment = tracking.create_experiment("timeout-training", owner=editor)
+    form = {"experiment": experiment.pk, "version": DatasetVersion.objects.get().pk, "target": "churned",
+            "trainer": "keras_mlp_classifier", "params": "{}", "seed": "1"}  # fmt: skip
+    training = Job.objects.filter(type="experiments.train")
+    for bad in ("0", "-3", "soon", "20000"):
+        page = editor_client.post("/experiments/train/", {**form, "timeout_minutes": bad}, follow=True)
+        assert "timeout_minutes: from 1 minute to 7 days" in page.content.decode() and not training.exists()
+    editor_client.post("/experiments/train/", {**form, "timeout_minutes": "2.5"})
+    assert training.get().timeout_seconds == 150

@@ -84,8 +84,8 @@ def test_running_a_finished_job_again_does_nothing(db: None, fast_jobs: Any) -> 
 def custom_type() -> Any:
     created: list[str] = []
 
-    def make(name: str, handler: Any) -> str:
-        registry.register(name, label=name)(handler)
+    def make(name: str, handler: Any, on_finish: Any = None) -> str:
+        registry.register(name, label=name, on_finish=on_finish)(handler)
         created.append(name)
         return name
 
@@ -272,3 +272,31 @@ def test_a_retry_asked_for_after_a_cancel_request_cancels(
     assert runner.execute(job.pk) == "retrying"
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
+
+
+def test_the_finish_hook_hears_of_every_way_a_job_ends_once_committed(
+    db: None, fast_jobs: Any, custom_type: Any, editor: Any, sent: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    heard: list[int] = []
+
+    def broken_hook(job_id: int) -> None:
+        heard.append(job_id)
+        raise RuntimeError("a hook's bug must not break the job machinery")
+
+    name = custom_type("test.hooked", lambda ctx: {"ok": True}, on_finish=broken_hook)
+    succeeded, cancelled, dead = JobFactory(type=name), JobFactory(type=name), JobFactory(type=name)
+    with django_capture_on_commit_callbacks(execute=False) as pending:
+        assert runner.execute(succeeded.pk) == "succeeded"
+    assert heard == [] and pending  # not before the final status is committed
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runner.execute(succeeded.pk) == "skipped"  # the finished job is not claimed again
+        for callback in pending:
+            callback()
+        services.cancel_job(cancelled, actor=editor)
+        Job.objects.filter(pk=dead.pk).update(
+            status=JobStatus.RUNNING, attempts=dead.max_attempts, heartbeat_at=timezone.now() - timedelta(seconds=60)
+        )
+        assert services.reconcile_jobs().failed == [dead.pk]
+    assert heard == [succeeded.pk, cancelled.pk, dead.pk]
+    assert Job.objects.get(pk=succeeded.pk).status == JobStatus.SUCCEEDED
