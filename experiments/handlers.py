@@ -9,6 +9,7 @@ from jobs import registry
 from jobs.runner import JobContext
 
 TRAIN_JOB = "experiments.train"
+SCRIPT_JOB = "experiments.script"
 JOB_TAG = "portal.job_id"  # the run tag naming the training job that made the run
 
 
@@ -31,3 +32,10 @@ def train(ctx: JobContext) -> dict[str, Any]:
     from experiments.training.job import train as run_training
 
     return run_training(ctx)
+
+
+@registry.register(SCRIPT_JOB, label="Training script", queue="training")
+def run_script(ctx: JobContext) -> dict[str, Any]:
+    from experiments.training.scripts import run_script as run
+
+    return run(ctx)

@@ -4,9 +4,11 @@ loss curves of its run as epochs end, the test scores and the model when it is d
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,12 +17,12 @@ from rest_framework.exceptions import ValidationError
 from accounts.permissions import role_required
 from datasets.models import DatasetFormat, DatasetVersion
 from experiments import charts
-from experiments.handlers import TRAIN_JOB, runs_of_job
+from experiments.handlers import SCRIPT_JOB, TRAIN_JOB, runs_of_job
 from experiments.models import PERMISSION_RANK, LifecycleStage, Permission
 from experiments.permissions import can, levels_for, visible_experiments
 from experiments.queries import metric_series
 from experiments.training import param_defaults, trainers
-from experiments.training.services import start_training_job
+from experiments.training.services import allowed_scripts, start_script_job, start_training_job
 from jobs.models import Job
 from mlops_portal.api import first_field, first_message
 
@@ -124,7 +126,7 @@ def timeout_of(text: str) -> int | None:
 
 
 def training_job(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = Job.objects.filter(pk=job_id, type=TRAIN_JOB).select_related("requested_by").first()
+    job = Job.objects.filter(pk=job_id, type__in=(TRAIN_JOB, SCRIPT_JOB)).select_related("requested_by").first()
     if job is None:
         raise Http404("no such training job")
     runs = list(runs_of_job(job.pk).select_related("experiment"))
@@ -135,8 +137,11 @@ def training_job(request: HttpRequest, job_id: int) -> HttpResponse:
     latest: dict[str, float] = {}
     if run is not None:
         latest_values = dict(run.latest_metrics.values_list("key", "value"))
+        keys = [k for k in CURVES if k in latest_values]
+        if job.type == SCRIPT_JOB:  # a script logs what it likes: its first few metrics
+            keys = keys or sorted(latest_values)[:6]
         series = []
-        for key in (k for k in CURVES if k in latest_values):
+        for key in keys:
             points = metric_series(run.pk, key)
             series.append({"name": key, "x": points.xs, "y": points.ys})
         if series:
@@ -145,5 +150,55 @@ def training_job(request: HttpRequest, job_id: int) -> HttpResponse:
     return render(
         request,
         "experiments/training_job.html",
-        {"job": job, "run": run, "earlier_runs": runs[1:], "figure": figure, "scores": sorted(latest.items())},
+        {
+            "job": job,
+            "run": run,
+            "earlier_runs": runs[1:],
+            "figure": figure,
+            "scores": sorted(latest.items()),
+            "is_script": job.type == SCRIPT_JOB,
+            "log_tail": job.log[-4000:],
+        },
+    )
+
+
+@role_required("editor")
+def script_form(request: HttpRequest) -> HttpResponse:
+    """Run your own training script as a job: uploaded, or one of the allowed directories' scripts."""
+    context = form_choices(request)
+    values = {k: request.POST.get(k, "") for k in ("experiment", "path", "args", "run_name", "timeout_minutes",
+                                                    "memory_mb")}  # fmt: skip
+    if request.method == "POST":
+        experiment = next((e for e in context["experiments"] if str(e.pk) == values["experiment"]), None)
+        try:
+            if experiment is None:
+                raise ValidationError({"experiment": ["choose an experiment you may edit"]})
+            try:
+                args = shlex.split(values["args"])  # split like a shell would, but nothing ever runs a shell
+            except ValueError as exc:
+                raise ValidationError({"args": [str(exc)]}) from None
+            memory = values["memory_mb"].strip()
+            if memory and not memory.isdigit():
+                raise ValidationError({"memory_mb": ["a whole number of megabytes"]})
+            job = start_script_job(
+                experiment, requested_by=request.user, upload=request.FILES.get("file"), path=values["path"],
+                args=args, run_name=values["run_name"], timeout_seconds=timeout_of(values["timeout_minutes"]),
+                memory_mb=int(memory) if memory else None,
+            )  # fmt: skip
+        except ValidationError as exc:
+            messages.error(request, error_text(exc.detail))
+        else:
+            messages.success(request, f"Script job #{job.pk} queued.")
+            return redirect("experiments:training-job", job_id=job.pk)
+    return render(
+        request,
+        "experiments/script.html",
+        {
+            **context,
+            "values": values,
+            "scripts": allowed_scripts(),
+            "tracking_uri": settings.SCRIPT_TRACKING_URI,
+            "max_bytes": settings.SCRIPT_MAX_BYTES,
+            "memory_default": settings.SCRIPT_MEMORY_MB,
+        },
     )

@@ -8,6 +8,7 @@ urlpatterns = [
     path("compare/", views.compare, name="compare"),
     path("train/", training_views.train_form, name="train"),
     path("training/<int:job_id>/", training_views.training_job, name="training-job"),
+    path("scripts/new/", training_views.script_form, name="script-new"),
     path("sweeps/", sweep_views.sweep_index, name="sweeps"),
     path("sweeps/new/", sweep_views.sweep_form, name="sweep-new"),
     path("sweeps/<int:sweep_id>/", sweep_views.sweep_detail, name="sweep"),

@@ -303,6 +303,14 @@ TRAINING_TEST_FRACTION = min(env_float("TRAINING_TEST_FRACTION", 0.2, minimum=0.
 TRAINING_VALIDATION_FRACTION = min(env_float("TRAINING_VALIDATION_FRACTION", 0.1, minimum=0.01), 0.5)
 TRAINING_MAX_CATEGORIES = env_int("TRAINING_MAX_CATEGORIES", 50, minimum=1)
 TRAINING_MAX_CLASSES = env_int("TRAINING_MAX_CLASSES", 100, minimum=2)
+# Your own training scripts as jobs (experiments/training/scripts.py): directories whose .py files editors may
+# run (besides uploads), the upload cap, the default time and memory limits, and the tracking URI the scripts'
+# `mlflow` calls use (the portal as the workers reach it; SITE_URL unless the workers need another address).
+TRAINING_SCRIPT_DIRS = [Path(p).resolve() for p in env_list("TRAINING_SCRIPT_DIRS", [str(BASE_DIR / "examples")])]
+SCRIPT_MAX_BYTES = env_int("SCRIPT_MAX_BYTES", 1024 * 1024, minimum=1)
+SCRIPT_TIMEOUT_SECONDS = env_int("SCRIPT_TIMEOUT_SECONDS", 6 * 3600, minimum=1)
+SCRIPT_MEMORY_MB = env_int("SCRIPT_MEMORY_MB", 4096, minimum=64)
+SCRIPT_TRACKING_URI = env_str("SCRIPT_TRACKING_URI", SITE_URL).rstrip("/")
 # Sweeps (experiments/training/sweeps.py): the most trials one sweep may have, and the most it may run at once.
 SWEEP_MAX_TRIALS = env_int("SWEEP_MAX_TRIALS", 100, minimum=1)
 SWEEP_MAX_CONCURRENCY = env_int("SWEEP_MAX_CONCURRENCY", 8, minimum=1)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from rest_framework.exceptions import ValidationError
 
 from datasets.models import DatasetFormat, DatasetVersion
-from experiments.handlers import TRAIN_JOB
+from experiments.handlers import SCRIPT_JOB, TRAIN_JOB
 from experiments.models import Experiment
 from experiments.training import Trainer, get_trainer, trainers, validate_params
 from jobs.models import Job
@@ -62,4 +69,101 @@ def start_training_job(
         },
         requested_by=requested_by,
         timeout_seconds=timeout_seconds,
+    )  # fmt: skip
+
+
+SCRIPT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,250}\.py$")
+MAX_ARGS, MAX_ARG_CHARS = 64, 1000
+
+
+def allowed_script(relative: str) -> tuple[Path, Path] | None:
+    """The script a relative path names under one of TRAINING_SCRIPT_DIRS (the first that has it) and that
+    directory, or None. Symlinks are resolved before the check, so nothing outside the directories runs."""
+    if not SCRIPT_NAME.match(relative) or ".." in relative.split("/") or "//" in relative:
+        return None
+    for root in settings.TRAINING_SCRIPT_DIRS:
+        path = (root / relative).resolve()
+        if path.is_relative_to(root) and path.is_file():
+            return path, root
+    return None
+
+
+def allowed_scripts(limit: int = 200) -> list[str]:
+    """The scripts editors may run by path, for the form: relative paths, sorted."""
+    found: set[str] = set()
+    for root in settings.TRAINING_SCRIPT_DIRS:
+        if root.is_dir():
+            for path in sorted(root.rglob("*.py"))[:limit]:
+                relative = path.relative_to(root).as_posix()
+                if allowed_script(relative) is not None and not path.name.startswith("_"):
+                    found.add(relative)
+    return sorted(found)[:limit]
+
+
+def store_script(upload: UploadedFile) -> str:
+    """Stream an uploaded script into the artifact store under its SHA-256 (capped at SCRIPT_MAX_BYTES);
+    returns the stored file's name. Nothing is kept when the upload is refused."""
+    name = Path(upload.name or "").name
+    if not SCRIPT_NAME.match(name) or "/" in name:
+        raise ValidationError({"file": ["a Python file (name.py: letters, digits, '_', '-', '.')"]})
+    limit = settings.SCRIPT_MAX_BYTES
+    if upload.size and upload.size > limit:
+        raise ValidationError({"file": [f"the script is {upload.size} bytes; the limit is {limit} (SCRIPT_MAX_BYTES)"]})
+    folder = settings.ARTIFACT_ROOT / "scripts"
+    folder.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".upload-", delete=False) as out:
+        try:
+            for chunk in upload.chunks():
+                size += len(chunk)
+                if size > limit:
+                    raise ValidationError(
+                        {"file": [f"the script is over the limit of {limit} bytes (SCRIPT_MAX_BYTES)"]}
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+        except BaseException:
+            Path(out.name).unlink(missing_ok=True)
+            raise
+    stored = f"{digest.hexdigest()}.py"
+    os.replace(out.name, folder / stored)
+    return stored
+
+
+def start_script_job(
+    experiment: Experiment,
+    *,
+    requested_by: Any,
+    upload: UploadedFile | None = None,
+    path: str = "",
+    args: list[str] | None = None,
+    run_name: str = "",
+    timeout_seconds: int | None = None,
+    memory_mb: int | None = None,
+) -> Job:
+    """Queue a user's training script (uploaded, or by path under TRAINING_SCRIPT_DIRS) on the `training`
+    queue; experiments/training/scripts.py runs it. Each problem is a ValidationError naming its field."""
+    if (upload is None) == (not path):
+        raise ValidationError({"file": ["upload a script or give the path of an allowed one, not both"]})
+    if path and allowed_script(path) is None:
+        raise ValidationError({"path": ["no such script under the allowed directories (TRAINING_SCRIPT_DIRS)"]})
+    args = args or []
+    if not isinstance(args, list) or len(args) > MAX_ARGS or not all(isinstance(a, str) for a in args):
+        raise ValidationError({"args": [f"a list of at most {MAX_ARGS} strings"]})
+    if any(len(a) > MAX_ARG_CHARS or "\x00" in a for a in args):
+        raise ValidationError({"args": [f"each argument at most {MAX_ARG_CHARS} characters, without NUL"]})
+    memory = memory_mb or settings.SCRIPT_MEMORY_MB
+    if not 64 <= memory <= 65_536:
+        raise ValidationError({"memory_mb": ["from 64 to 65536"]})
+    if not getattr(requested_by, "is_authenticated", False):
+        raise ValidationError({"requested_by": ["a script job runs as a signed-in user"]})
+    stored = store_script(upload) if upload is not None else ""
+    return submit_job(
+        SCRIPT_JOB,
+        params={
+            "experiment_id": experiment.pk, "name": Path(upload.name).name if upload is not None else path,
+            "upload": stored, "path": path, "args": args, "run_name": run_name[:250], "memory_mb": memory,
+        },
+        requested_by=requested_by,
+        timeout_seconds=timeout_seconds or settings.SCRIPT_TIMEOUT_SECONDS,
     )  # fmt: skip
