@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -47,6 +48,17 @@ class JobContext:
         # see), checkpoints beat instead.
         self._inline_heartbeat = inline_heartbeat
         self._last_beat = time.monotonic()
+        self._stop_listeners: list[Callable[[], None]] = []
+
+    def on_stop(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (from the heartbeat thread) as soon as the job must stop, so a loop that cannot
+        afford a checkpoint per step (Keras's fit: a per-batch callback costs it a sync per batch) can end
+        at its next step by itself; the handler then calls `checkpoint()` to raise the stop."""
+        with self._lock:
+            stopped = self._stop is not None
+            self._stop_listeners.append(listener)
+        if stopped:
+            listener()
 
     def progress(self, pct: float, message: str = "") -> None:
         self.checkpoint()
@@ -63,15 +75,19 @@ class JobContext:
         if self._inline_heartbeat and time.monotonic() - self._last_beat > settings.JOB_HEARTBEAT_INTERVAL:
             self._last_beat = time.monotonic()
             self.beat()
-        if self._deadline is not None and time.monotonic() > self._deadline:
-            self._set_stop(JobStopped(JobStatus.FAILED, f"timed out after {self.job.timeout_seconds}s"))
+        self._check_deadline()
         with self._lock:
             stop = self._stop
         if stop is not None:
             raise stop
 
+    def _check_deadline(self) -> None:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            self._set_stop(JobStopped(JobStatus.FAILED, f"timed out after {self.job.timeout_seconds}s"))
+
     def beat(self) -> None:
-        """Refresh the heartbeat and take note of a cancel request or of losing the job."""
+        """Refresh the heartbeat and take note of a cancel request, of the timeout or of losing the job."""
+        self._check_deadline()
         owned, cancel = services.heartbeat(self.job)
         if not owned:
             self._set_stop(JobStopped("lost", "another worker took over this job"))
@@ -80,8 +96,15 @@ class JobContext:
 
     def _set_stop(self, stop: JobStopped) -> None:
         with self._lock:
-            if self._stop is None:
-                self._stop = stop
+            if self._stop is not None:
+                return
+            self._stop = stop
+            listeners = list(self._stop_listeners)
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:  # the stop is recorded either way; checkpoint() raises it
+                logger.warning("a stop listener failed", exc_info=True)
 
 
 class _Heartbeat(threading.Thread):

@@ -46,3 +46,42 @@ def test_a_model_trained_from_the_form_shows_its_curves_live(
         finally:
             print(worker.output())
     assert page_errors.all() == []
+
+
+def test_a_sweep_from_the_form_fills_its_page_live_and_registers_the_best_model(
+    page: Any, live_server: Any, editor: Any, log_in: Any, tmp_path: Path, settings: Any, page_errors: PageErrors
+) -> None:
+    from registry.models import RegisteredModel
+
+    require_postgres()
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    push("churn", churn_csv(600), filename="churn.csv", author=editor)
+    tracking.create_experiment("churn", owner=editor)
+    env = child_env(tmp_path, ARTIFACT_ROOT=str(settings.ARTIFACT_ROOT))
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    worker = start_worker(env)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with running(worker):
+        try:
+            log_in(editor)
+            page.goto(f"{live_server.url}/experiments/")
+            page.get_by_role("link", name="Sweeps").click()
+            expect(page.locator(".empty-state")).to_contain_text("No sweeps yet")
+            page.get_by_role("link", name="New sweep").click()
+            page.get_by_label("Name (optional)").fill("width and rate")
+            page.get_by_label("Target column").fill("churned")
+            page.locator("#params-input").fill('{"epochs": 3}')
+            page.locator("#space-input").fill('{"learning_rate": [0.003, 0.03], "hidden_units": [[8], [32, 16]]}')
+            page.get_by_role("button", name="Start the sweep").click()
+            expect(page.locator(".messages")).to_contain_text("started")
+            expect(page.locator("#sweep-state")).to_have_text("finished", timeout=180_000)
+            expect(page.locator("#sweep-chart")).to_have_attribute("data-rendered", "true", timeout=10_000)
+            expect(page.locator("#sweep-chart .parcoords")).to_have_count(1)
+            expect(page.locator("#trials-table tbody tr")).to_have_count(4)
+            page.screenshot(path=str(SCREENSHOTS / "sweep-done.png"), full_page=True)
+            page.get_by_role("button", name="Register the best model").click()
+            expect(page.locator(".messages")).to_contain_text("churned-model")
+        finally:
+            print(worker.output())
+    assert RegisteredModel.objects.get(name="churned-model").versions.count() == 1
+    assert page_errors.all() == []

@@ -300,3 +300,31 @@ def test_the_finish_hook_hears_of_every_way_a_job_ends_once_committed(
         assert services.reconcile_jobs().failed == [dead.pk]
     assert heard == [succeeded.pk, cancelled.pk, dead.pk]
     assert Job.objects.get(pk=succeeded.pk).status == JobStatus.SUCCEEDED
+
+
+def test_a_stop_noticed_by_the_heartbeat_reaches_listeners_at_once(db: None, fast_jobs: Any, editor: Any) -> None:
+    job = services.claim_job(JobFactory().pk, "w1")
+    assert job is not None
+    ctx = JobContext(job)
+    heard: list[str] = []
+    ctx.on_stop(lambda: heard.append("stop"))
+    ctx.beat()
+    assert heard == []
+    services.cancel_job(job, actor=editor)
+    ctx.beat()  # what the heartbeat thread does while a loop runs without checkpoints
+    ctx.beat()
+    assert heard == ["stop"]  # once
+    with pytest.raises(runner.JobStopped) as stopped:
+        ctx.checkpoint()
+    assert stopped.value.status == JobStatus.CANCELLED
+    late: list[str] = []
+    ctx.on_stop(lambda: late.append("stop"))  # registered after the stop: told straight away
+    assert late == ["stop"]
+
+    timed = services.claim_job(JobFactory(timeout_seconds=1).pk, "w1")
+    assert timed is not None
+    ctx = JobContext(timed)
+    ctx.on_stop(lambda: heard.append("timeout"))
+    ctx._deadline = 0.0  # the time limit passed
+    ctx.beat()
+    assert heard == ["stop", "timeout"]
