@@ -20,6 +20,7 @@ from datasets.inspect import DatasetInputError, inspect_file
 from datasets.models import NAME_RE, Blob, Dataset, DatasetVersion, DvcObject
 from datasets.profiles import start_profile
 from datasets.storage import StagedBlob, get_storage
+from mlops_portal.events import publish
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ def _record_version(
             )
             # The profiling job's message leaves only once this transaction commits (jobs.services.submit_job).
             start_profile(version, requested_by=user)
+            publish("dataset.version_created", version_id=version.pk, dataset_id=dataset.pk)
     except IntegrityError:
         # Two pushes of the same bytes raced past each other's checks; the winner's version is the answer.
         existing = _existing_version(dataset_name, staged.sha256)

@@ -51,6 +51,18 @@ def register(
     return decorator
 
 
+_FINISH_LISTENERS: dict[str, FinishHook] = {}
+
+
+def add_finish_listener(name: str, listener: FinishHook) -> None:
+    """Hear of every job's end, whatever its type (pipelines wait for jobs of all kinds)."""
+    _FINISH_LISTENERS[name] = listener
+
+
+def finish_listeners() -> list[FinishHook]:
+    return list(_FINISH_LISTENERS.values())
+
+
 def get(name: str) -> JobType | None:
     return _TYPES.get(name)
 

@@ -127,12 +127,12 @@ def _finished(job_id: int) -> None:
 def _notify_finished(job_id: int) -> None:
     job_type = Job.objects.filter(pk=job_id).values_list("type", flat=True).first()
     spec = registry.get(job_type or "")
-    if spec is None or spec.on_finish is None:
-        return
-    try:
-        spec.on_finish(job_id)
-    except Exception:  # the job is over either way; the hook's owner repairs on beat
-        logger.exception("a job's on_finish hook failed", extra={"job_id": job_id, "job_type": job_type})
+    hooks = [spec.on_finish] if spec is not None and spec.on_finish is not None else []
+    for hook in [*hooks, *registry.finish_listeners()]:
+        try:
+            hook(job_id)
+        except Exception:  # the job is over either way; the hook's owner repairs on beat
+            logger.exception("a job's finish hook failed", extra={"job_id": job_id, "job_type": job_type})
 
 
 def finish_job(job: Job, status: str, *, result: dict[str, Any] | None = None, error: str = "") -> bool:

@@ -31,6 +31,8 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     sender.add_periodic_task(
         settings.JOB_RECONCILE_INTERVAL, sender.signature("experiments.advance_sweeps"), name="advance sweeps"
     )
+    # Pipelines: due schedules start their runs; running runs move on if a job's end went unheard.
+    sender.add_periodic_task(settings.PIPELINE_TICK_SECONDS, sender.signature("pipelines.tick"), name="pipelines")
     # Per-minute monitoring rollups from the prediction log and late feedback.
     sender.add_periodic_task(settings.ROLLUP_INTERVAL_SECONDS, sender.signature("monitoring.rollup"), name="rollups")
     sender.add_periodic_task(settings.DRIFT_INTERVAL_SECONDS, sender.signature("monitoring.drift"), name="drift")

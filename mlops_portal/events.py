@@ -24,6 +24,7 @@ _HANDLERS: dict[str, dict[str, Handler]] = defaultdict(dict)
 EVENTS = {
     "alert.opened": "alert_id, rule_id, deployment_id, severity",
     "alert.resolved": "alert_id, rule_id, deployment_id",
+    "dataset.version_created": "version_id, dataset_id",
 }
 
 

@@ -311,6 +311,14 @@ SCRIPT_MAX_BYTES = env_int("SCRIPT_MAX_BYTES", 1024 * 1024, minimum=1)
 SCRIPT_TIMEOUT_SECONDS = env_int("SCRIPT_TIMEOUT_SECONDS", 6 * 3600, minimum=1)
 SCRIPT_MEMORY_MB = env_int("SCRIPT_MEMORY_MB", 4096, minimum=64)
 SCRIPT_TRACKING_URI = env_str("SCRIPT_TRACKING_URI", SITE_URL).rstrip("/")
+# Pipelines (pipelines/): how often beat starts due schedules and moves runs on; the Python functions a
+# pipeline's `function` steps may call (dotted paths).
+PIPELINE_TICK_SECONDS = env_float("PIPELINE_TICK_SECONDS", 15.0, minimum=1.0)
+PIPELINE_FUNCTIONS = env_list(
+    "PIPELINE_FUNCTIONS",
+    ["pipelines.functions.echo", "pipelines.functions.wait", "examples.founding_airflow.preprocess",
+     "examples.founding_airflow.train", "examples.founding_airflow.deploy"],
+)  # fmt: skip
 # Sweeps (experiments/training/sweeps.py): the most trials one sweep may have, and the most it may run at once.
 SWEEP_MAX_TRIALS = env_int("SWEEP_MAX_TRIALS", 100, minimum=1)
 SWEEP_MAX_CONCURRENCY = env_int("SWEEP_MAX_CONCURRENCY", 8, minimum=1)

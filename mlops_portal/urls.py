@@ -15,6 +15,7 @@ api_v1 = [
     path("", include("experiments.api.urls")),
     path("", include("deployments.api.urls")),
     path("", include("monitoring.api.urls")),
+    path("", include("pipelines.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-v1:schema"), name="docs"),
 ]

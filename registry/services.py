@@ -519,3 +519,18 @@ def latest_versions(model: RegisteredModel, stages: list[str] | None = None) -> 
     for row in rows:
         latest.setdefault(row.current_stage, row)
     return sorted(latest.values(), key=lambda v: v.version)
+
+
+def register_source(user: Any, name: str, source: str) -> ModelVersion:
+    """Register a model (`runs:/<id>/model`, `models:/<id>`, ...) as the next version of `name`, creating the
+    registered model (its creator gets MANAGE) when there is none: the page's "Register" and pipelines call
+    this. The MLflow API's checks: READ on the source, EDIT on an existing model, a source in the store."""
+    from registry.lookups import registered_model_for
+
+    resolved = resolve_source(user, source)  # first: a refused source creates nothing
+    with transaction.atomic():
+        if RegisteredModel.objects.filter(name=name).exists():
+            model = registered_model_for(user, name, "EDIT")
+        else:
+            model = create_registered_model(name, owner=user)
+        return create_model_version(model, resolved, source=source, creator=user)

@@ -177,16 +177,13 @@ def register_from_run(request: HttpRequest) -> HttpResponse:
     source = request.POST.get("source", "").strip()
     name = request.POST.get("name", "").strip()
     try:
-        resolved = services.resolve_source(request.user, source)  # first: a refused source creates nothing
-        if RegisteredModel.objects.filter(name=name).exists():
-            model = _model_or_404(request, name, Permission.EDIT)
-        else:
-            model = services.create_registered_model(name, owner=request.user)
-        version = services.create_model_version(model, resolved, source=source, creator=request.user)
+        version = services.register_source(request.user, name, source)
     except MlflowError as exc:
+        if exc.error_code == "PERMISSION_DENIED":
+            raise PermissionDenied(exc.message) from None
         messages.error(request, exc.message)
         back = request.POST.get("next") or ""
         safe = url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure())
         return redirect(back if back and safe else reverse("registry:index"))
-    messages.success(request, f"Registered version {version.version} of {model.name}.")
-    return _back(model)
+    messages.success(request, f"Registered version {version.version} of {version.model.name}.")
+    return _back(version.model)

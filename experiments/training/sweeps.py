@@ -161,7 +161,8 @@ def advance_sweep(sweep_id: int) -> list[int]:
     the trial numbers started. Safe to call concurrently: the sweep row is locked while deciding."""
     started: list[int] = []
     with transaction.atomic():
-        sweep = Sweep.objects.select_for_update().select_related("experiment", "dataset_version", "created_by")
+        related = Sweep.objects.select_related("experiment", "dataset_version", "created_by")
+        sweep = related.select_for_update(of=("self",))  # created_by is a nullable join PostgreSQL will not lock
         sweep = sweep.filter(pk=sweep_id).first()
         if sweep is None or sweep.cancel_requested:
             return started
