@@ -369,7 +369,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "MLOps Portal API",
     "DESCRIPTION": "REST API of the MLOps Portal. Authenticate with `Authorization: Bearer <token>` or HTTP Basic.",
-    "VERSION": "1.6.0",
+    "VERSION": "1.7.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["accounts.permissions.RolePermission"],

@@ -70,6 +70,7 @@ def test_a_sweep_from_the_form_fills_its_page_live_and_registers_the_best_model(
             page.get_by_role("link", name="New sweep").click()
             page.get_by_label("Name (optional)").fill("width and rate")
             page.get_by_label("Target column").fill("churned")
+            page.get_by_label("Trainer").select_option("keras_mlp_classifier")
             page.locator("#params-input").fill('{"epochs": 3}')
             page.locator("#space-input").fill('{"learning_rate": [0.003, 0.03], "hidden_units": [[8], [32, 16]]}')
             page.get_by_role("button", name="Start the sweep").click()

@@ -56,14 +56,14 @@ def test_a_killed_worker_takes_its_script_along_and_another_attempt_runs_it_agai
 ) -> None:
     client = _setup(e2e_env, editor, live_server, settings, tmp_path)
     script = tmp_path / "slow.py"
-    script.write_text("import os, time\nprint('pid', os.getpid(), flush=True)\ntime.sleep(8)\nprint('done')\n")
+    script.write_text("import os, time\nprint('script pid', os.getpid(), flush=True)\ntime.sleep(8)\nprint('done')\n")
     with script.open("rb") as upload:
         response = client.post("/api/v1/script-jobs/", {"experiment": "scripts-e2e", "file": upload})
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
 
     def script_pid() -> int | None:
-        found = re.search(r"pid (\d+)", Job.objects.get(pk=job_id).log.split("started on")[-1])
+        found = re.search(r"script pid (\d+)", Job.objects.get(pk=job_id).log.split("started on")[-1])
         return int(found.group(1)) if found else None
 
     beat = start_beat(e2e_env)
@@ -87,5 +87,5 @@ def test_a_killed_worker_takes_its_script_along_and_another_attempt_runs_it_agai
             wait_until(lambda: Job.objects.get(pk=job_id).is_finished, timeout=90, message="the retried job to end")
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 2), (job.error, rescuer.output())
-    assert sorted(Run.objects.values_list("status", flat=True)) == [RunStatus.FAILED, RunStatus.FINISHED]
+    assert sorted(Run.objects.values_list("status", flat=True)) == [RunStatus.FAILED, RunStatus.FINISHED], job.log
     assert job.result["run_id"] == Run.objects.get(status=RunStatus.FINISHED).run_uuid and "done" in job.log
