@@ -119,7 +119,7 @@ def test_a_drift_alert_retrains_gates_canaries_and_promotes_and_a_worse_challeng
     worse.refresh_from_db()
     steps = {s.name: s for s in worse.steps.all()}
     assert worse.status == RunStatus.FAILED and steps["validate"].status == "cached"
-    assert steps["deploy"].status == "failed" and "the rollout ended" in steps["deploy"].error, steps["deploy"].error
+    assert steps["deploy"].status == "failed" and "gate champion" in steps["deploy"].error, steps["deploy"].error
     assert [r.model_version.version for r in active_revisions(deployment)] == [2]
     assert Rollout.objects.get(revision__model_version__version=3).status in (
         RolloutStatus.FAILED, RolloutStatus.ROLLED_BACK,
