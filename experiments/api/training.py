@@ -56,6 +56,9 @@ class TrainingRequest(serializers.Serializer):
     seed = serializers.IntegerField(required=False, default=0)
     run_name = serializers.CharField(max_length=250, required=False, default="", allow_blank=True)
     timeout_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, required=False)
+    max_attempts = serializers.IntegerField(
+        min_value=1, max_value=10, required=False, help_text="attempts after a worker dies (default JOB_MAX_ATTEMPTS)"
+    )
 
 
 def editable_experiment(request: Request, name: str) -> Experiment:
@@ -93,7 +96,7 @@ def start(request: Request) -> Response:
     job = start_training_job(
         experiment, dataset_version=version, target=values["target"], trainer=values["trainer"],
         params=values["params"], seed=values["seed"], run_name=values["run_name"], requested_by=request.user,
-        timeout_seconds=values.get("timeout_seconds"),
+        timeout_seconds=values.get("timeout_seconds"), max_attempts=values.get("max_attempts"),
     )  # fmt: skip
     return Response({"id": job.pk, "status": job.status, "queue": job.queue, "url": f"/jobs/{job.pk}/"},
                     status=status.HTTP_202_ACCEPTED)  # fmt: skip

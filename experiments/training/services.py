@@ -54,10 +54,12 @@ def start_training_job(
     run_name: str = "",
     requested_by: Any,
     timeout_seconds: int | None = None,
+    max_attempts: int | None = None,
     tags: dict[str, str] | None = None,
 ) -> Job:
     """Validate what the caller asked for and queue the job on the `training` queue; its run is created
-    when a worker starts it, with `tags` added to the run's own."""
+    when a worker starts it, with `tags` added to the run's own. `max_attempts` (default JOB_MAX_ATTEMPTS)
+    bounds the attempts after a worker died mid-training."""
     found, clean = check_training(dataset_version, target=target, trainer=trainer, params=params, seed=seed)
     user = requested_by.get_username() if getattr(requested_by, "is_authenticated", False) else ""
     return submit_job(
@@ -69,6 +71,7 @@ def start_training_job(
         },
         requested_by=requested_by,
         timeout_seconds=timeout_seconds,
+        max_attempts=max_attempts,
     )  # fmt: skip
 
 

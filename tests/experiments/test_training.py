@@ -131,10 +131,12 @@ def test_the_api_lists_trainers_and_queues_jobs_naming_bad_fields(editor: Any, v
                                                                      "min_value": 1, "max_value": 1000}  # fmt: skip
     body = {"experiment": "api-training", "dataset": "churn", "version": 1, "target": "churned",
             "trainer": "keras_linear_classifier", "params": {"epochs": 2}}  # fmt: skip
-    queued = api.post("/api/v1/training-jobs/", body, content_type="application/json")
-    assert queued.status_code == 202 and Job.objects.get(pk=queued.json()["id"]).queue == "training"
+    queued = api.post("/api/v1/training-jobs/", {**body, "timeout_seconds": 600, "max_attempts": 5},
+                      content_type="application/json")  # fmt: skip
+    job = Job.objects.get(pk=queued.json()["id"])
+    assert queued.status_code == 202 and (job.queue, job.timeout_seconds, job.max_attempts) == ("training", 600, 5)
     for extra, field in (({"params": {"epochs": 0}}, "params.epochs"), ({"params": {"epoch": 2}}, "params.epoch"),
-                         ({"version": 9}, "version"),
+                         ({"version": 9}, "version"), ({"max_attempts": 0}, "max_attempts"),
                          ({"experiment": "ghost"}, "experiment"), ({"target": "nope"}, "target")):  # fmt: skip
         response = api.post("/api/v1/training-jobs/", {**body, **extra}, content_type="application/json")
         assert response.status_code == 400 and response.json()["error"]["field"] == field, (extra, response.content)
