@@ -57,9 +57,9 @@ def dag_figure(steps: Sequence[dict[str, Any]], states: dict[str, str | None]) -
     width = max(depth.values(), default=0)
     height = max((len(c) for c in columns.values()), default=1)
     layout = {
-        "height": max(200, 110 * height), "margin": {"l": 20, "r": 20, "t": 10, "b": 30}, "showlegend": False,
+        "height": 60 + 90 * height, "margin": {"l": 20, "r": 20, "t": 10, "b": 10}, "showlegend": False,
         "xaxis": {"visible": False, "range": [-0.5, width + 0.5]},
-        "yaxis": {"visible": False, "range": [-(height / 2) - 0.3, height / 2 + 0.1]},
+        "yaxis": {"visible": False, "range": [-(height / 2) - 0.1, height / 2]},
         "annotations": annotations, "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
     }  # fmt: skip
     return {"data": [node], "layout": layout}

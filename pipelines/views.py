@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import yaml
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -56,8 +57,6 @@ def define(request: HttpRequest) -> HttpResponse:
     values = {"name": request.GET.get("name", ""), "definition": EXAMPLE, "description": ""}
     existing = Pipeline.objects.filter(name=values["name"]).first() if values["name"] else None
     if existing is not None and (latest := existing.latest_version()) is not None:
-        import yaml
-
         values["definition"] = yaml.safe_dump(latest.spec, sort_keys=False)
         values["description"] = existing.description
     if request.method == "POST":
@@ -105,6 +104,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             "pipeline": pipeline, "version": version, "page": page, "last": last,
             "figure": json.dumps(figure) if figure else None,
             "params_json": json.dumps(version.spec.get("params", {}), indent=1) if version else "{}",
+            "definition_yaml": yaml.safe_dump(version.spec, sort_keys=False) if version else "",
             "can_change": may_change(request.user, pipeline), "schedules": list(pipeline.schedules.all()),
             "triggers": list(pipeline.triggers.all()), "live": bool(last and not last.is_finished),
         },
