@@ -66,6 +66,7 @@ class TriggerKind(models.TextChoices):
     ALERT = "alert", "Alert"
     WEBHOOK = "webhook", "Webhook"
     RERUN = "rerun", "Re-run from the failed step"
+    EXTERNAL = "external", "Kubeflow or Airflow"
 
 
 class PipelineRun(models.Model):

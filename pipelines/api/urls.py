@@ -16,4 +16,5 @@ urlpatterns = [
     path("pipelines/<str:name>/triggers/<int:trigger_id>/", views.trigger_delete, name="pipeline-trigger"),
     path("pipelines/<str:name>/webhook-token/", views.webhook_token, name="pipeline-webhook-token"),
     path("pipelines/<str:name>/webhook/", views.webhook, name="pipeline-webhook"),
+    path("pipelines/<str:name>/export/<str:target>/", views.export, name="pipeline-export"),
 ]

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from django.db.models import Count
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.types import OpenApiTypes
@@ -332,3 +332,28 @@ def webhook(request: HttpRequest, name: str) -> JsonResponse:
 def run_counts(pipelines: list[Pipeline]) -> dict[int, int]:
     rows = PipelineRun.objects.filter(pipeline__in=pipelines).values("pipeline").annotate(n=Count("id"))
     return {r["pipeline"]: r["n"] for r in rows}
+
+
+@extend_schema(responses={200: OpenApiTypes.STR})
+@api_view(["GET"])
+@permission_classes([RolePermission])
+def export(request: Request, name: str, target: str) -> HttpResponse:
+    """The pipeline (`?version=N`, default the newest) as an Airflow DAG file (`airflow`) or a Kubeflow
+    Pipelines v2 YAML compiled by kfp (`kubeflow`); each step runs `manage.py run_step` on the portal's code."""
+    from pipelines import exports
+
+    pipeline = _pipeline(name)
+    number = request.query_params.get("version")
+    version = pipeline.versions.filter(number=number).first() if number else pipeline.latest_version()
+    if version is None:
+        raise exceptions.NotFound(f"{name!r} has no version {number}" if number else f"{name!r} has no definition")
+    if target == "airflow":
+        body, kind, filename = exports.airflow_dag(version), "text/x-python", f"{name}.py"
+    elif target == "kubeflow":
+        body, kind, filename = exports.kfp_yaml(version), "application/yaml", f"{name}.yaml"
+    else:
+        raise exceptions.NotFound("export to airflow or kubeflow")
+    response = HttpResponse(body, content_type=f"{kind}; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
