@@ -146,6 +146,7 @@ def run_detail(request: HttpRequest, name: str, number: int) -> HttpResponse:
         "pipelines/run.html",
         {
             "run": run, "steps": steps, "gantt": json.dumps(gantt) if gantt["data"] else None, "dag": json.dumps(dag),
+            "params_json": json.dumps(run.params),
             "can_cancel": not run.is_finished and (run.requested_by_id == request.user.pk
                                                    or may_change(request.user, run.pipeline)),
             "can_rerun": run.status in ("failed", "cancelled"),
@@ -173,3 +174,32 @@ def run_action(request: HttpRequest, name: str, number: int) -> HttpResponse:
             messages.success(request, f"Run {new.number} re-runs run {run.number} from its failed step.")
             return redirect("pipelines:run", name=name, number=new.number)
     return redirect("pipelines:run", name=name, number=number)
+
+
+@require_POST
+@role_required("editor")
+def automation(request: HttpRequest, name: str) -> HttpResponse:
+    """The owner's buttons on the pipeline page: add a schedule, pause, resume or delete one, delete a trigger."""
+    pipeline = _pipeline(name)
+    if not may_change(request.user, pipeline):
+        messages.error(request, f"Only the owner of {pipeline.name!r} or an admin may change its schedules.")
+        return redirect("pipelines:detail", name=name)
+    action = request.POST.get("action", "")
+    schedule = pipeline.schedules.filter(pk=request.POST.get("schedule") or 0).first()
+    try:
+        if action == "schedule":
+            services.create_schedule(pipeline, request.POST.get("cron", ""), actor=request.user)
+            messages.success(request, "Scheduled.")
+        elif action in ("pause", "resume") and schedule is not None:
+            services.set_schedule_paused(schedule, action == "pause", actor=request.user)
+            messages.success(request, f"Schedule {'paused' if action == 'pause' else 'resumed'}.")
+        elif action == "delete-schedule" and schedule is not None:
+            schedule.delete()
+            messages.success(request, "Schedule deleted.")
+        elif action == "delete-trigger" and pipeline.triggers.filter(pk=request.POST.get("trigger") or 0).delete()[0]:
+            messages.success(request, "Trigger deleted.")
+        else:
+            messages.error(request, "Nothing to do.")
+    except SpecError as exc:
+        messages.error(request, str(exc))
+    return redirect("pipelines:detail", name=name)

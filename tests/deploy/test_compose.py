@@ -289,3 +289,10 @@ def test_the_model_server_runs_the_serve_models_command_on_the_shared_volume() -
     assert service["build"] == "."
     mount, relative = mount_of(service, dockerfile_env()["PORTAL_VAR_DIR"])
     assert (mount.source, relative) == ("portal-data", "")
+
+
+def test_training_scripts_on_the_worker_log_to_the_web_service_it_can_reach() -> None:
+    uri = urlsplit(SERVICES["worker"]["environment"]["SCRIPT_TRACKING_URI"])
+    assert uri.hostname in SERVICES and uri.hostname == "web"
+    assert f"0.0.0.0:{uri.port}" in command_of(SERVICES["web"])
+    assert uri.hostname in SERVICES["web"]["environment"]["ALLOWED_HOSTS"].split(",")

@@ -44,3 +44,40 @@ def test_from_the_empty_list_to_a_finished_run_in_the_browser_pages(
     assert 'href="/pipelines/loop/runs/1/"' in listing and "Succeeded" in listing
     bad_params = editor_client.post("/pipelines/loop/run/", {"params": '{"nope": 1}'}, follow=True)
     assert "params.nope: unknown parameter" in bad_params.content.decode() and PipelineRun.objects.count() == 1
+
+
+def test_the_owner_schedules_pauses_resumes_and_deletes_from_the_page(
+    editor: Any, editor_client: Any, django_user_model: Any
+) -> None:
+    from django.test import Client
+
+    from pipelines import services
+    from tests.conftest import make_user
+
+    echo = {"name": "a", "type": "function", "args": {"function": "pipelines.functions.echo"}}
+    services.save_definition("loop", {"steps": [echo]}, actor=editor)
+    pipeline = Pipeline.objects.get()
+    services.create_trigger(pipeline, "dataset", "iris", actor=editor)
+    url = "/pipelines/loop/automation/"
+    bad = editor_client.post(url, {"action": "schedule", "cron": "sometimes"}, follow=True)
+    assert (
+        "five cron fields (minute hour day month weekday)" in bad.content.decode() and not pipeline.schedules.exists()
+    )
+    editor_client.post(url, {"action": "schedule", "cron": "@hourly"})
+    schedule = pipeline.schedules.get()
+    page = editor_client.get("/pipelines/loop/").content.decode()
+    assert 'id="schedule-form"' in page and "<code>@hourly</code>" in page and 'value="pause"' in page
+    editor_client.post(url, {"action": "pause", "schedule": schedule.pk})
+    schedule.refresh_from_db()
+    assert schedule.paused
+    editor_client.post(url, {"action": "resume", "schedule": schedule.pk})
+    schedule.refresh_from_db()
+    assert not schedule.paused
+    other = Client()
+    other.force_login(make_user(django_user_model, "eve", "editor"))
+    assert 'id="schedule-form"' not in other.get("/pipelines/loop/").content.decode()
+    other.post(url, {"action": "delete-schedule", "schedule": schedule.pk})
+    assert pipeline.schedules.exists()  # not theirs to delete
+    editor_client.post(url, {"action": "delete-schedule", "schedule": schedule.pk})
+    editor_client.post(url, {"action": "delete-trigger", "trigger": pipeline.triggers.get().pk})
+    assert not pipeline.schedules.exists() and not pipeline.triggers.exists()
