@@ -67,3 +67,13 @@ def viewer_client(viewer: Any) -> Client:
 
 def bearer(user: Any) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {create_api_token(user, 'test').secret}"}
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Job ids the code sent to the broker, in order (a real broker and worker run in tests/e2e)."""
+    from jobs.tasks import run_job
+
+    messages: list[int] = []
+    monkeypatch.setattr(run_job, "apply_async", lambda args, queue, retry: messages.append(args[0]))
+    return messages

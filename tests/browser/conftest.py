@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.conftest import PASSWORD
-from tests.services import ROOT, skip_or_fail
+from tests.services import ROOT, Process, child_env, require_postgres, running, skip_or_fail, start_worker
 
 CHROMIUM = Path(os.environ.get("PORTAL_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -124,3 +125,19 @@ def log_in(page: Any, live_server: Any) -> Callable[[Any], None]:
 
 def host_of(url: str) -> str:
     return urlsplit(url).netloc
+
+
+@contextmanager
+def page_worker(tmp_path: Path, **env: str) -> Iterator[Process]:
+    """A real Celery worker on PostgreSQL and Redis for the pages under test to drive; its output is printed
+    when the test ends, and the screenshots folder is ready."""
+    require_postgres()
+    environment = child_env(tmp_path, **env)
+    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    worker = start_worker(environment)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with running(worker):
+        try:
+            yield worker
+        finally:
+            print(worker.output())

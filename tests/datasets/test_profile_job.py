@@ -20,16 +20,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("blob_backend")]
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Job ids the code sent to the broker (a real broker and worker run in tests/e2e)."""
-    from jobs.tasks import run_job
-
-    messages: list[int] = []
-    monkeypatch.setattr(run_job, "apply_async", lambda args, queue, retry: messages.append(args[0]))
-    return messages
-
-
-@pytest.fixture
 def fast_jobs(settings: Any) -> Any:
     settings.JOB_HEARTBEAT_THREAD = False
     settings.JOB_HEARTBEAT_INTERVAL = 0.05

@@ -5,7 +5,6 @@ finish hook that starts the next trial runs when the test commits its callbacks.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,27 +19,9 @@ from jobs import runner
 from jobs.models import Job, JobStatus
 from tests.conftest import bearer, make_user
 from tests.datasets.factories import push
-from tests.experiments.test_training import churn_csv
+from tests.experiments.test_training import churn_csv, inline_jobs  # noqa: F401  (autouse: jobs run in process)
 
 BASE = {"epochs": 2, "hidden_units": [4], "batch_size": 64}
-
-
-@pytest.fixture(autouse=True)
-def inline_jobs(settings: Any, tmp_path: Path) -> Any:
-    settings.JOB_HEARTBEAT_THREAD = False
-    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.ARTIFACT_ROOT.mkdir()
-    return settings
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Jobs the code sent to the broker (a real broker and worker: tests/e2e)."""
-    from jobs.tasks import run_job
-
-    messages: list[int] = []
-    monkeypatch.setattr(run_job, "apply_async", lambda args, queue, retry: messages.append(args[0]))
-    return messages
 
 
 def _sweep(editor: Any, **extra: Any) -> Sweep:

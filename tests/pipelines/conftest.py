@@ -17,16 +17,6 @@ def pipeline_settings(settings: Any) -> Any:
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Jobs sent to the broker (a real broker and worker: tests/e2e)."""
-    from jobs.tasks import run_job
-
-    messages: list[int] = []
-    monkeypatch.setattr(run_job, "apply_async", lambda args, queue, retry: messages.append(args[0]))
-    return messages
-
-
-@pytest.fixture
 def drive(sent: list[int], django_capture_on_commit_callbacks: Any) -> Any:
     """Run every job the pipelines send, in process, until none is left (what workers would do)."""
     from jobs import runner
