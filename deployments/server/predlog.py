@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection, transaction
 
 from deployments.models import PredictionLog
 
@@ -62,7 +62,7 @@ class PredictionLogger:
                 return 0
             try:
                 with transaction.atomic():  # all or nothing, so a retried batch is never written twice
-                    PredictionLog.objects.bulk_create(batch, batch_size=INSERT_BATCH)
+                    _insert(batch)
             except (OperationalError, InterfaceError):
                 # The database is away: keep the rows for the next flush, ahead of newer ones.
                 logger.warning("prediction log: writing %d rows failed; will retry", len(batch), exc_info=True)
@@ -109,3 +109,19 @@ class PredictionLogger:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.flush()
+
+
+def _insert(batch: list[PredictionLog]) -> None:
+    """Write a batch: PostgreSQL's COPY where there is one (several times less work for the database than
+    INSERT, and the database shares the machine with the model server), else a bulk INSERT."""
+    if connection.vendor != "postgresql":
+        PredictionLog.objects.bulk_create(batch, batch_size=INSERT_BATCH)
+        return
+    fields = [f for f in PredictionLog._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(PredictionLog._meta.db_table)
+    # The raw psycopg cursor's errors are not Django's: wrap them, so a refused row reaches the fallback.
+    statement = f"COPY {table} ({columns}) FROM STDIN"
+    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for row in batch:
+            copy.write_row([f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields])

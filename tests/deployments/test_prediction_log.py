@@ -179,16 +179,18 @@ def test_a_failed_write_keeps_the_rows_and_writes_them_once_on_the_next_flush(
     logger = PredictionLogger(60)
     log_one(logger, revision, "a")
     log_one(logger, revision, "b")
-    real_bulk_create = PredictionLog.objects.bulk_create
+    from deployments.server import predlog
+
+    real_insert = predlog._insert
     calls = []
 
     def down_once(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:
             raise OperationalError("the database is down")
-        return real_bulk_create(*args, **kwargs)
+        return real_insert(*args, **kwargs)
 
-    monkeypatch.setattr(PredictionLog.objects, "bulk_create", down_once)
+    monkeypatch.setattr(predlog, "_insert", down_once)
     assert logger.flush() == 0
     assert (logger.pending(), logger.written, logged_ids()) == (2, 0, [])
 
