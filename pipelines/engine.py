@@ -234,10 +234,11 @@ def _start_ready(run: PipelineRun, specs: dict[str, Any], steps: dict[str, StepR
         try:
             args = step_type.clean(render(spec["args"], _context(run, steps)))
             args = step_type.resolve(args, run)
-        except (SpecError, StepFailed) as exc:
+        except Exception as exc:  # a bad value or an unreadable input fails this step, not the scheduler
             step.started_at = timezone.now()
             step.save(update_fields=["started_at"])
-            _finish_step(step, StepStatus.FAILED, error=str(exc))
+            _finish_step(step, StepStatus.FAILED, error=str(exc) if isinstance(exc, SpecError | StepFailed)
+                         else _reason(exc))  # fmt: skip
             continue
         step.inputs = json.loads(json.dumps(args, default=str))
         step.cache_key = _cache_key(spec, step.inputs)

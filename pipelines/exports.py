@@ -54,7 +54,8 @@ def airflow_dag(version: PipelineVersion) -> str:
         "    return BashOperator(",
         "        task_id=step,",
         '        bash_command=\'"$PORTAL_PYTHON" manage.py run_step "$PORTAL_PIPELINE" "$PORTAL_STEP" \'',
-        '                     \'--run-key "$PORTAL_RUN_KEY" --params "$PORTAL_PARAMS" --orchestrator airflow\',',
+        '                     \'--run-key "$PORTAL_RUN_KEY" --params "$PORTAL_PARAMS" --orchestrator airflow \'',
+        f"                     '--pipeline-version {version.number}',",
         "        cwd=PORTAL_DIR,",
         "        env={",
         '            "PORTAL_PYTHON": PORTAL_PYTHON, "PORTAL_PIPELINE": PIPELINE, "PORTAL_STEP": step,',
@@ -99,7 +100,7 @@ def kfp_yaml(version: PipelineVersion, image: str | None = None) -> str:
 
     pipeline = version.pipeline
     steps = {s["name"]: s for s in version.spec["steps"]}
-    build = pipeline_function(pipeline.name, topological(version.spec["steps"]), steps,
+    build = pipeline_function(pipeline.name, version.number, topological(version.spec["steps"]), steps,
                               version.spec.get("params", {}), image or settings.KUBERNETES_IMAGE)  # fmt: skip
     description = pipeline.description or version.spec.get("description", "") or f"{pipeline.name} v{version.number}"
     compiled = dsl.pipeline(name=pipeline.name, description=description[:500])(build)

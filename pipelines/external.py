@@ -27,26 +27,29 @@ class ExternalStepError(RuntimeError):
     pass
 
 
-def external_run(pipeline: Pipeline, key: str, *, orchestrator: str, params: Any, user: Any) -> PipelineRun:
-    """The portal run of the orchestrator's run `key`, created by whichever step gets here first."""
+def external_run(
+    pipeline: Pipeline, key: str, *, orchestrator: str, params: Any, user: Any, version: int | None = None
+) -> PipelineRun:
+    """The portal run of the orchestrator's run `key`, of the exported `version` (default: the newest),
+    created by whichever step gets here first."""
     with transaction.atomic():
         Pipeline.objects.select_for_update().filter(pk=pipeline.pk).first()
         run = pipeline.runs.filter(trigger=TriggerKind.EXTERNAL, trigger_details__key=key).first()
         if run is not None:
             return run
-        version = pipeline.latest_version()
-        if version is None:
-            raise ExternalStepError(f"{pipeline.name!r} has no definition")
+        found = pipeline.versions.filter(number=version).first() if version else pipeline.latest_version()
+        if found is None:
+            raise ExternalStepError(f"{pipeline.name!r} has no version {version}" if version else "no definition")
         try:
-            values = engine.run_params(version, params)
+            values = engine.run_params(found, params)
         except engine.RunError as exc:
             raise ExternalStepError(f"{exc.field}: {exc.message}") from None
         number = (pipeline.runs.aggregate(n=Max("number"))["n"] or 0) + 1
         run = PipelineRun.objects.create(
-            pipeline=pipeline, version=version, number=number, params=values, trigger=TriggerKind.EXTERNAL,
+            pipeline=pipeline, version=found, number=number, params=values, trigger=TriggerKind.EXTERNAL,
             trigger_details={"key": key, "orchestrator": orchestrator}, requested_by=user or pipeline.owner,
         )  # fmt: skip
-        StepRun.objects.bulk_create(StepRun(run=run, name=s["name"], type=s["type"]) for s in version.spec["steps"])
+        StepRun.objects.bulk_create(StepRun(run=run, name=s["name"], type=s["type"]) for s in found.spec["steps"])
     return run
 
 
@@ -80,9 +83,10 @@ def run_step(run: PipelineRun, name: str) -> dict[str, Any]:
         if job.status != JobStatus.SUCCEEDED:
             raise StepFailed(job.error.strip().splitlines()[-1] if job.error.strip() else job.status)
         outputs = step_type.outputs(job)
-    except (SpecError, StepFailed) as exc:
-        _finish(step, StepStatus.FAILED, error=str(exc))
-        raise ExternalStepError(str(exc)) from None
+    except Exception as exc:  # whatever it was, the step ends FAILED: nothing repairs an external run later
+        reason = str(exc) if isinstance(exc, SpecError | StepFailed) else engine._reason(exc)
+        _finish(step, StepStatus.FAILED, error=reason)
+        raise ExternalStepError(reason) from None
     _finish(step, StepStatus.SUCCEEDED, outputs=outputs)
     return outputs
 

@@ -10,22 +10,33 @@ from typing import Any
 from kfp import dsl
 
 
-def portal_step_component(image: str) -> Any:
+def portal_step_component(image: str, version: int) -> Any:
     @dsl.container_component
     def portal_step(pipeline_name: str, step: str, run_key: str, params: str) -> dsl.ContainerSpec:
         return dsl.ContainerSpec(
             image=image,
             command=["python", "manage.py", "run_step"],
-            args=[pipeline_name, step, "--run-key", run_key, "--params", params, "--orchestrator", "kubeflow"],
+            args=[
+                pipeline_name,
+                step,
+                "--run-key",
+                run_key,
+                "--params",
+                params,
+                "--orchestrator",
+                "kubeflow",
+                "--pipeline-version",
+                str(version),
+            ],
         )
 
     return portal_step
 
 
-def pipeline_function(name: str, order: list[str], steps: dict[str, dict[str, Any]], defaults: dict[str, Any],
-                      image: str) -> Any:  # fmt: skip
+def pipeline_function(name: str, version: int, order: list[str], steps: dict[str, dict[str, Any]],
+                      defaults: dict[str, Any], image: str) -> Any:  # fmt: skip
     """A function kfp's @dsl.pipeline takes: one task per step, in order, each after what it needs."""
-    component = portal_step_component(image)
+    component = portal_step_component(image, version)
 
     def build(params: str = json.dumps(defaults)) -> None:
         tasks: dict[str, Any] = {}

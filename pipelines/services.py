@@ -6,6 +6,7 @@ Runs are started, advanced, cancelled and re-run in pipelines/engine.py.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,20 +23,35 @@ from pipelines import engine
 from pipelines.models import Pipeline, PipelineRun, PipelineVersion, Schedule, Trigger, TriggerKind
 from pipelines.spec import NAME, SpecError, digest, validate
 
+logger = logging.getLogger(__name__)
 PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *"}
 WEBHOOK_PREFIX = "plw_"
 
 
+class NotOwner(PermissionError):
+    pass
+
+
+def may_change(user: Any, pipeline: Pipeline) -> bool:
+    """The owner and admins change a pipeline (definition, schedules, triggers, token); editors run it."""
+    from accounts.services import has_role
+
+    return pipeline.owner_id == getattr(user, "pk", None) or has_role(user, "admin")
+
+
 def save_definition(name: str, spec: Any, *, actor: Any, description: str = "") -> tuple[PipelineVersion, bool]:
-    """Create the pipeline, or add a version when the definition changed. Returns (version, created)."""
+    """Create the pipeline, or add a version when the definition changed (the owner or an admin: NotOwner
+    otherwise, decided under the pipeline's lock). Returns (version, created)."""
     if not isinstance(name, str) or not NAME.match(name.replace("-", "_")) or len(name) > 100:
         raise SpecError("name", "lowercase letters, digits, '-' and '_', starting with a letter, at most 100")
     clean = validate(spec)
     key = digest(clean)
     with transaction.atomic():
-        pipeline, _ = Pipeline.objects.select_for_update().get_or_create(
+        pipeline, new = Pipeline.objects.select_for_update().get_or_create(
             name=name, defaults={"owner": actor if getattr(actor, "is_authenticated", False) else None}
         )
+        if not new and not may_change(actor, pipeline):
+            raise NotOwner(f"Only the owner of {name!r} or an admin may change it.")
         if description or clean.get("description"):
             Pipeline.objects.filter(pk=pipeline.pk).update(description=description or clean["description"])
         latest = pipeline.latest_version()
@@ -120,28 +136,38 @@ def run_due_schedules(now: datetime | None = None) -> list[int]:
     started: list[int] = []
     due = Schedule.objects.filter(paused=False, next_run_at__lte=now).values_list("pk", flat=True)
     for schedule_id in list(due[:200]):
-        with transaction.atomic():
-            schedule = Schedule.objects.select_for_update(skip_locked=True).select_related("pipeline")
-            schedule = schedule.filter(pk=schedule_id, paused=False, next_run_at__lte=now).first()
-            if schedule is None:
-                continue  # another beat took it
-            times = [schedule.next_run_at]
-            if schedule.catchup:
-                while len(times) < 100 and (following := next_time(schedule.cron, times[-1])) <= now:
-                    times.append(following)
-            for when in times:
-                try:
-                    run = engine.start_run(
-                        schedule.pipeline, params=schedule.params, trigger=TriggerKind.SCHEDULE,
-                        details={"schedule": schedule.pk, "cron": schedule.cron, "for": when.isoformat()},
-                        requested_by=schedule.created_by,
-                    )  # fmt: skip
-                except engine.RunError:
-                    break  # the definition changed under the schedule's params: the run page says nothing ran
-                started.append(run.pk)
-            schedule.last_run_at = times[-1]
-            schedule.next_run_at = next_time(schedule.cron, max(now, times[-1]))
-            schedule.save(update_fields=["last_run_at", "next_run_at"])
+        try:
+            started += _run_schedule(schedule_id, now)
+        except Exception:  # one schedule's trouble must not stop the others, nor the runs on the same tick
+            logger.exception("a pipeline schedule failed", extra={"schedule_id": schedule_id})
+            Schedule.objects.filter(pk=schedule_id).update(next_run_at=now + timedelta(minutes=5))
+    return started
+
+
+def _run_schedule(schedule_id: int, now: datetime) -> list[int]:
+    started: list[int] = []
+    with transaction.atomic():
+        schedule = Schedule.objects.select_for_update(skip_locked=True).select_related("pipeline")
+        schedule = schedule.filter(pk=schedule_id, paused=False, next_run_at__lte=now).first()
+        if schedule is None:
+            return started  # another beat took it
+        times = [schedule.next_run_at]
+        if schedule.catchup:
+            while len(times) < 100 and (following := next_time(schedule.cron, times[-1])) <= now:
+                times.append(following)
+        for when in times:
+            try:
+                run = engine.start_run(
+                    schedule.pipeline, params=schedule.params, trigger=TriggerKind.SCHEDULE,
+                    details={"schedule": schedule.pk, "cron": schedule.cron, "for": when.isoformat()},
+                    requested_by=schedule.created_by,
+                )  # fmt: skip
+            except engine.RunError:
+                break  # the definition changed under the schedule's params: the run page says nothing ran
+            started.append(run.pk)
+        schedule.last_run_at = times[-1]
+        schedule.next_run_at = next_time(schedule.cron, max(now, times[-1]))
+        schedule.save(update_fields=["last_run_at", "next_run_at"])
     return started
 
 

@@ -39,16 +39,41 @@ class SpecError(ValueError):
         self.message = message
 
 
+MAX_TEXT = 256 * 1024
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader without aliases: `&a`/`*a` could make a small text a huge tree."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases (*name) are not allowed")
+        return super().compose_node(parent, index)
+
+
 def parse(text: str) -> Any:
-    """JSON or YAML text to a definition (YAML's safe loader: no objects, no code)."""
+    """JSON or YAML text to a definition (YAML's safe loader: no objects, no code, no aliases), as JSON
+    values only: a YAML date or set is refused rather than stored."""
+    if len(text) > MAX_TEXT:
+        raise SpecError("definition", f"{len(text)} characters; the limit is {MAX_TEXT}")
     try:
         return json.loads(text)
     except ValueError:
         pass
     try:
-        return yaml.safe_load(text)
+        loaded = yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader, without aliases)
     except yaml.YAMLError as exc:
         raise SpecError("definition", f"neither JSON nor YAML ({str(exc).splitlines()[0]})") from None
+    return as_json(loaded)
+
+
+def as_json(value: Any) -> Any:
+    """`value` if it is made of JSON values only (no dates, sets, NaN or non-text keys), else a SpecError."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise SpecError("definition", f"only JSON values: strings, numbers, true/false, null, lists, objects "
+                        f"({exc})") from None  # fmt: skip
 
 
 def digest(spec: dict[str, Any]) -> str:
@@ -112,6 +137,7 @@ def validate(spec: Any) -> dict[str, Any]:
 
     if not isinstance(spec, dict):
         raise SpecError("definition", "a JSON object with params and steps")
+    spec = as_json(spec)  # what the API's JSON parser let through may still hold NaN
     unknown = sorted(set(spec) - {"params", "steps", "description"})
     if unknown:
         raise SpecError(unknown[0], "unknown key; a definition has params, steps and description")

@@ -21,6 +21,7 @@ from django.utils.module_loading import import_string
 from rest_framework import serializers
 
 from jobs.models import Job
+from mlops_portal.api import first_message
 
 if TYPE_CHECKING:
     from jobs.runner import JobContext
@@ -57,8 +58,8 @@ class StepType:
         concrete = {k: v for k, v in args.items() if not _templated(v)}
         serializer = cls.Args(data=concrete, partial=True)
         if not serializer.is_valid():
-            field, problems = next(iter(serializer.errors.items()))
-            raise SpecError(f"{where}.{field}", str(problems[0]))
+            field = next(iter(serializer.errors))
+            raise SpecError(f"{where}.{field}", first_message(serializer.errors[field]))
         for name, field in fields.items():
             if field.required and name not in args:
                 raise SpecError(f"{where}.{name}", "this argument is required")
@@ -68,8 +69,8 @@ class StepType:
         """The rendered arguments, checked in full (a StepFailed names the bad one)."""
         serializer = cls.Args(data=args)
         if not serializer.is_valid():
-            field, problems = next(iter(serializer.errors.items()))
-            raise StepFailed(f"argument {field}: {problems[0]}")
+            field = next(iter(serializer.errors))
+            raise StepFailed(f"argument {field}: {first_message(serializer.errors[field])}")
         return dict(serializer.validated_data)
 
     def resolve(self, args: dict[str, Any], run: PipelineRun) -> dict[str, Any]:
@@ -255,7 +256,9 @@ class Evaluate(DatasetStep):
         if args["min_score"] is not None and challenger < args["min_score"]:
             raise StepFailed(f"the challenger's {metric} {challenger:.4f} is below the minimum {args['min_score']}")
         if args["champion"]:
-            versions = ModelVersion.objects.filter(model__name=args["champion"])
+            from registry.permissions import visible_models
+
+            versions = ModelVersion.objects.filter(model__in=visible_models(user), model__name=args["champion"])
             champion = versions.filter(aliases__alias=args["alias"]).first() or versions.order_by("-version").first()
             if champion is not None:
                 loaded = loader.load(champion.storage_location)
@@ -324,10 +327,16 @@ class Deploy(StepType):
     def start(self, step: StepRun, args: dict[str, Any], user: Any) -> Job:
         from deployments.models import Deployment
         from deployments.services import DeploymentError, deploy
+        from registry.models import Permission
+        from registry.permissions import can
 
-        deployment = Deployment.objects.filter(name=args["deployment"]).first()
+        deployment = Deployment.objects.select_related("registered_model").filter(name=args["deployment"]).first()
         if deployment is None:
             raise StepFailed(f"no deployment {args['deployment']!r}")
+        if not can(user, deployment.registered_model, Permission.EDIT):  # what the API and the page require
+            raise StepFailed(
+                f"{getattr(user, 'username', 'nobody')} may not deploy {deployment.registered_model.name!r}"
+            )
         try:
             rollout = deploy(deployment, str(args["version"]) or None, actor=user)
         except DeploymentError as exc:

@@ -9,6 +9,7 @@ import yaml
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -16,8 +17,8 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import role_required
 from pipelines import charts, engine, services
-from pipelines.api.views import may_change
 from pipelines.models import Pipeline, PipelineRun
+from pipelines.services import NotOwner, may_change
 from pipelines.spec import SpecError, parse
 
 EXAMPLE = """\
@@ -45,7 +46,12 @@ steps:
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    pipelines = list(Pipeline.objects.select_related("owner").prefetch_related("schedules").order_by("name"))
+    pipelines = list(
+        Pipeline.objects.select_related("owner")
+        .prefetch_related("schedules")
+        .annotate(latest_number=Max("versions__number"))
+        .order_by("name")
+    )
     last = services.last_runs(pipelines)
     rows = [{"pipeline": p, "last": last.get(p.pk)} for p in pipelines]
     return render(request, "pipelines/index.html", {"rows": rows, "site_url": settings.SITE_URL})
@@ -61,20 +67,16 @@ def define(request: HttpRequest) -> HttpResponse:
         values["description"] = existing.description
     if request.method == "POST":
         values = {k: request.POST.get(k, "") for k in ("name", "definition", "description")}
-        existing = Pipeline.objects.filter(name=values["name"]).first()
-        if existing is not None and not may_change(request.user, existing):
-            messages.error(request, f"Only the owner of {existing.name!r} or an admin may change it.")
+        try:
+            version, created = services.save_definition(
+                values["name"], parse(values["definition"]), actor=request.user, description=values["description"]
+            )
+        except (SpecError, NotOwner) as exc:
+            messages.error(request, str(exc))
         else:
-            try:
-                version, created = services.save_definition(
-                    values["name"], parse(values["definition"]), actor=request.user, description=values["description"]
-                )
-            except SpecError as exc:
-                messages.error(request, str(exc))
-            else:
-                word = f"Saved version {version.number}" if created else "Nothing changed"
-                messages.success(request, f"{word} of {version.pipeline.name}.")
-                return redirect("pipelines:detail", name=version.pipeline.name)
+            word = f"Saved version {version.number}" if created else "Nothing changed"
+            messages.success(request, f"{word} of {version.pipeline.name}.")
+            return redirect("pipelines:detail", name=version.pipeline.name)
     return render(request, "pipelines/define.html", {"values": values})
 
 
@@ -185,7 +187,8 @@ def automation(request: HttpRequest, name: str) -> HttpResponse:
         messages.error(request, f"Only the owner of {pipeline.name!r} or an admin may change its schedules.")
         return redirect("pipelines:detail", name=name)
     action = request.POST.get("action", "")
-    schedule = pipeline.schedules.filter(pk=request.POST.get("schedule") or 0).first()
+    schedule_id, trigger_id = (request.POST.get(k, "") for k in ("schedule", "trigger"))
+    schedule = pipeline.schedules.filter(pk=schedule_id).first() if schedule_id.isdigit() else None
     try:
         if action == "schedule":
             services.create_schedule(pipeline, request.POST.get("cron", ""), actor=request.user)
@@ -196,7 +199,9 @@ def automation(request: HttpRequest, name: str) -> HttpResponse:
         elif action == "delete-schedule" and schedule is not None:
             schedule.delete()
             messages.success(request, "Schedule deleted.")
-        elif action == "delete-trigger" and pipeline.triggers.filter(pk=request.POST.get("trigger") or 0).delete()[0]:
+        elif (
+            action == "delete-trigger" and trigger_id.isdigit() and pipeline.triggers.filter(pk=trigger_id).delete()[0]
+        ):
             messages.success(request, "Trigger deleted.")
         else:
             messages.error(request, "Nothing to do.")

@@ -183,6 +183,8 @@ def run_script(ctx: JobContext) -> dict[str, Any]:
         ctx.progress(99, "finished")
         return {"run_id": run.run_uuid, "metrics": metrics, "lines": lines_seen}
     finally:
+        if "proc" in locals() and proc.poll() is None:  # the job ended some other way: the script goes too
+            _stop(proc)
         revoke_api_token(issued.token, actor=None)
         shutil.rmtree(workdir, ignore_errors=True)
         _end_run(run.pk, status)

@@ -10,6 +10,7 @@ ends (the training job type's `on_finish` hook) and on beat, which repairs a hoo
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import random
 from typing import Any
@@ -27,7 +28,9 @@ from experiments.training import Trainer, validate_params
 from experiments.training.services import check_training, start_training_job
 from jobs.models import FINISHED_STATUSES, Job, JobStatus
 from jobs.services import cancel_job
+from mlops_portal.api import first_message
 
+logger = logging.getLogger(__name__)
 SWEEP_TAG = "portal.sweep_id"
 # The held-out scores a sweep can rank by, per task, and which way is better.
 METRICS = {
@@ -103,7 +106,8 @@ def expand_space(
             detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
             name = next(iter(detail))
             where = f"space.{name}" if name in space else f"params.{name}"
-            raise ValidationError({where: [f"{point.get(name, base_params.get(name))!r}: {detail[name][0]}"]}) from None
+            value = point.get(name, base_params.get(name))
+            raise ValidationError({where: [f"{value!r}: {first_message(detail[name])}"]}) from None
     return trials
 
 
@@ -192,7 +196,13 @@ def after_training_job(job_id: int) -> None:
 def advance_sweeps() -> int:
     """On beat: every sweep with pending trials and a free slot moves on. Returns trials started."""
     waiting = Sweep.objects.filter(cancel_requested=False, trials__job__isnull=True).values_list("pk", flat=True)
-    return sum(len(advance_sweep(pk)) for pk in set(waiting))
+    started = 0
+    for pk in set(waiting):
+        try:
+            started += len(advance_sweep(pk))
+        except Exception:  # one sweep that cannot start (its trainer was removed...) must not stop the others
+            logger.exception("advancing a sweep failed", extra={"sweep_id": pk})
+    return started
 
 
 def cancel_sweep(sweep: Sweep, *, actor: Any) -> Sweep:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -19,10 +19,10 @@ from rest_framework.response import Response
 
 from accounts.decorators import public
 from accounts.permissions import RolePermission
-from accounts.services import has_role
 from mlops_portal.api import StandardPagination, json_error
 from pipelines import engine, services
 from pipelines.models import Pipeline, PipelineRun, Schedule, Trigger, TriggerKind
+from pipelines.services import may_change
 from pipelines.spec import SpecError, parse
 
 
@@ -36,11 +36,6 @@ def _pipeline(name: str) -> Pipeline:
     if pipeline is None:
         raise exceptions.NotFound(f"no pipeline {name!r}")
     return pipeline
-
-
-def may_change(user: Any, pipeline: Pipeline) -> bool:
-    """The owner and admins change a pipeline (definition, schedules, triggers, token); editors run it."""
-    return pipeline.owner_id == getattr(user, "pk", None) or has_role(user, "admin")
 
 
 def _require_change(user: Any, pipeline: Pipeline) -> None:
@@ -65,12 +60,14 @@ def run_json(run: PipelineRun, *, with_steps: bool) -> dict[str, Any]:
     return out
 
 
-def pipeline_json(pipeline: Pipeline, *, detail: bool) -> dict[str, Any]:
-    latest = pipeline.latest_version()
+def pipeline_json(pipeline: Any, *, detail: bool) -> dict[str, Any]:
+    """A pipeline; a list's rows carry `latest_number` (annotated) instead of a query each."""
+    latest = pipeline.latest_version() if detail else None
+    number = latest.number if latest else getattr(pipeline, "latest_number", None)
     out: dict[str, Any] = {
         "name": pipeline.name, "description": pipeline.description,
         "owner": pipeline.owner.get_username() if pipeline.owner else None,
-        "version": latest.number if latest else None, "webhook": bool(pipeline.webhook_token_digest),
+        "version": number, "webhook": bool(pipeline.webhook_token_digest),
         "url": f"/pipelines/{pipeline.name}/",
     }  # fmt: skip
     if detail:
@@ -101,14 +98,12 @@ def pipeline_list(request: Request) -> Response:
     to the newest version adds nothing: 200 instead of 201)."""
     if request.method == "GET":
         paginator = StandardPagination()
-        page = paginator.paginate_queryset(Pipeline.objects.select_related("owner").order_by("name"), request)
+        rows = Pipeline.objects.select_related("owner").annotate(latest_number=Max("versions__number"))
+        page = paginator.paginate_queryset(rows.order_by("name"), request)
         return paginator.get_paginated_response([pipeline_json(p, detail=False) for p in page or []])
     data = DefinitionRequest(data=request.data)
     data.is_valid(raise_exception=True)
     values = data.validated_data
-    existing = Pipeline.objects.filter(name=values["name"]).first()
-    if existing is not None:
-        _require_change(request.user, existing)
     definition = values["definition"]
     try:
         if isinstance(definition, str):
@@ -118,6 +113,8 @@ def pipeline_list(request: Request) -> Response:
         )
     except SpecError as exc:
         raise _invalid(exc) from None
+    except services.NotOwner as exc:
+        raise exceptions.PermissionDenied(str(exc)) from None
     body = {**pipeline_json(version.pipeline, detail=True), "created_version": created}
     return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -343,7 +340,9 @@ def export(request: Request, name: str, target: str) -> HttpResponse:
     from pipelines import exports
 
     pipeline = _pipeline(name)
-    number = request.query_params.get("version")
+    number = request.query_params.get("version", "")
+    if number and not number.isdigit():
+        raise exceptions.ValidationError({"version": ["a version number"]})
     version = pipeline.versions.filter(number=number).first() if number else pipeline.latest_version()
     if version is None:
         raise exceptions.NotFound(f"{name!r} has no version {number}" if number else f"{name!r} has no definition")

@@ -196,3 +196,10 @@ def test_the_form_runs_an_allowed_script_and_the_job_page_shows_its_log(
     assert "Script job #" in done and 'id="curves-chart"' in done and "Epoch 3/3" in done
     assert "python log.py" in done
     assert sys.executable not in done  # the page shows the command, not the worker's paths
+
+
+def test_portal_processes_are_not_dumpable_so_a_script_cannot_read_their_environment() -> None:
+    from mlops_portal.apps import is_protected
+
+    # /proc/<pid>/environ of a non-dumpable process is closed to other processes of the same user.
+    assert sys.platform != "linux" or is_protected()

@@ -24,6 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("step")
         parser.add_argument("--run-key", required=True, help="the orchestrator's run id: its steps share a run")
         parser.add_argument("--params", default="{}", help="the run's parameters, JSON")
+        parser.add_argument("--pipeline-version", type=int, default=None, help="the pipeline version (default: newest)")
         parser.add_argument("--orchestrator", default="external")
         parser.add_argument("--user", default="", help="who the steps act as (default: the pipeline's owner)")
         parser.add_argument("--outputs-file", default="")
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         try:
             params = json.loads(options["params"])
             run = external_run(pipeline, options["run_key"][:200], orchestrator=options["orchestrator"][:40],
-                               params=params, user=user)  # fmt: skip
+                               params=params, user=user, version=options["pipeline_version"])  # fmt: skip
             outputs = run_step(run, options["step"])
         except ValueError as exc:
             raise CommandError(f"--params: {exc}") from None
