@@ -17,11 +17,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from deployments.models import Deployment
 from deployments.queries import parse_moment
-from experiments.models import Permission
+from experiments.models import PERMISSION_RANK, Permission
 from monitoring import alerts, charts, grafana, queries
 from monitoring.metrics import exposition
 from monitoring.models import Alert, AlertRule, AlertStatus, DriftResult
-from registry.permissions import can, visible_models
+from registry.permissions import can, levels_for, visible_models
 
 AUTO_REFRESH_SECONDS = 30
 
@@ -124,7 +124,9 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
         .select_related("deployment")
         .order_by("deployment__name", "name")
     )
-    editable = {d.pk for d in _visible(request) if can(request.user, d.registered_model, Permission.EDIT)}
+    deployments = _visible(request)
+    levels = levels_for(request.user, [d.registered_model for d in deployments])  # one query for all of them
+    editable = {d.pk for d in deployments if levels[d.registered_model_id] >= PERMISSION_RANK[Permission.EDIT]}
     return render(
         request,
         "monitoring/alerts.html",

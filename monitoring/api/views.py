@@ -97,8 +97,15 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
 
     def get_serializer_context(self) -> dict[str, Any]:
         user = self.request.user
-        return {**super().get_serializer_context(), "can_edit": lambda rule: can(user, rule.deployment.registered_model,
-                                                                                  Permission.EDIT)}  # fmt: skip
+        known: dict[int, bool] = {}  # one permission lookup per model, not per rule
+
+        def can_edit(rule: AlertRule) -> bool:
+            model = rule.deployment.registered_model
+            if model.pk not in known:
+                known[model.pk] = can(user, model, Permission.EDIT)
+            return known[model.pk]
+
+        return {**super().get_serializer_context(), "can_edit": can_edit}
 
     def get_queryset(self) -> QuerySet[AlertRule]:
         rules = _rules_visible(self.request.user).order_by("deployment__name", "name")

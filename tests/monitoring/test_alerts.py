@@ -261,3 +261,36 @@ def test_a_webhook_answering_5xx_is_retried(
     alert = firing(deployment, editor, predict, receiver)
     with pytest.raises(alerts.WebhookRetry):
         alerts.notify(alert.pk, "opened")
+
+
+def test_listing_rules_costs_the_same_queries_for_one_rule_or_many(deployment: Any, editor: Any, viewer: Any) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from deployments import services as deployments
+    from registry import services as registry
+
+    client = Client(**bearer(viewer))
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/api/v1/alert-rules/").status_code == 200
+        return len(queries)
+
+    AlertRule.objects.create(deployment=deployment, name="r0", metric="error_rate", threshold=0.1, owner=editor)
+    count()  # the first call also looks the token up (then cached)
+    one = count()
+    for n in range(1, 6):
+        AlertRule.objects.create(deployment=deployment, name=f"r{n}", metric="error_rate", threshold=0.1, owner=editor)
+    assert count() == one
+    page = Client()
+    page.force_login(viewer)
+    with CaptureQueriesContext(connection) as queries:
+        assert page.get("/monitoring/alerts/").status_code == 200
+    before = len(queries)
+    other = registry.create_registered_model("other", owner=editor)
+    second = deployments.create_deployment("churn-b", other, "1", owner=editor)
+    AlertRule.objects.create(deployment=second, name="r", metric="error_rate", threshold=0.1, owner=editor)
+    with CaptureQueriesContext(connection) as queries:
+        assert page.get("/monitoring/alerts/").status_code == 200
+    assert len(queries) == before
