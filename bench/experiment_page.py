@@ -19,20 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchdb import recreate_database  # bench/ is on the path: the benchmarks run as scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_page"
-
-
-def reset_database(pg_url: str) -> str:
-    admin = f"{pg_url.rstrip('/')}/postgres"
-    for sql in (f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)", f"CREATE DATABASE {DATABASE}"):
-        subprocess.run(["psql", admin, "-q", "-c", sql], check=True)
-    return f"{pg_url.rstrip('/')}/{DATABASE}"
 
 
 def seed(runs: int, points: int) -> tuple[int, str]:
@@ -107,7 +101,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432")
     args = parser.parse_args()
-    os.environ["DATABASE_URL"] = reset_database(args.pg_url)
+    os.environ["DATABASE_URL"] = recreate_database(args.pg_url, DATABASE)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")  # static files from the finders
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")  # Django's test client
     sys.path.insert(0, str(ROOT))

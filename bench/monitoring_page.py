@@ -17,20 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchdb import recreate_database  # bench/ is on the path: the benchmarks run as scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_monitoring"
-
-
-def reset_database(pg_url: str) -> str:
-    admin = f"{pg_url.rstrip('/')}/postgres"
-    for sql in (f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)", f"CREATE DATABASE {DATABASE}"):
-        subprocess.run(["psql", admin, "-q", "-c", sql], check=True)
-    return f"{pg_url.rstrip('/')}/{DATABASE}"
 
 
 def seed(days: int) -> tuple[object, str]:
@@ -86,7 +80,8 @@ def main() -> None:
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
     args = parser.parse_args()
     os.environ.update({
-        "DATABASE_URL": reset_database(args.pg), "DJANGO_SETTINGS_MODULE": "tests.settings", "REDIS_URL": "",
+        "DATABASE_URL": recreate_database(args.pg, DATABASE), "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "REDIS_URL": "",
         "DB_CONN_MAX_AGE": "60", "LOG_LEVEL": "WARNING", "ALLOWED_HOSTS": "testserver",
     })  # fmt: skip
     sys.path.insert(0, str(ROOT))

@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchdb import recreate_database  # bench/ is on the path: the benchmarks run as scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_predlog"
 
@@ -39,13 +41,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def reset_database(pg_url: str) -> str:
-    admin = f"{pg_url.rstrip('/')}/postgres"
-    for sql in (f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)", f"CREATE DATABASE {DATABASE}"):
-        subprocess.run(["psql", admin, "-q", "-c", sql], check=True)
-    return f"{pg_url.rstrip('/')}/{DATABASE}"
 
 
 SETUP = """
@@ -181,7 +176,7 @@ def main() -> None:
     parser.add_argument("--ingest-rows", type=int, default=100_000)
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
     args = parser.parse_args()
-    url = reset_database(args.pg)
+    url = recreate_database(args.pg, DATABASE)
     var = Path(tempfile.mkdtemp(prefix="bench-predlog-"))
     env = {
         **os.environ, "DJANGO_SETTINGS_MODULE": "mlops_portal.settings", "DATABASE_URL": url, "HTTPS": "false",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 import requests
+from benchdb import recreate_database
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,9 +54,7 @@ def reset_database(pg_url: str, name: str) -> None:
     """Drop and recreate one of the benchmark's own databases (never any other)."""
     if name not in BENCH_DATABASES:
         raise ValueError(f"refusing to touch database {name!r}: only {BENCH_DATABASES} are the benchmark's")
-    with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    recreate_database(pg_url, name)
 
 
 def analyze_database(pg_url: str, name: str) -> None:

@@ -31,17 +31,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchdb import recreate_database  # bench/ is on the path: the benchmarks run as scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_training"
 PARAMS = {"hidden_units": [64, 32], "dropout": 0.1, "learning_rate": 0.001, "batch_size": 32,
           "early_stopping_patience": 0, "class_weight": "none"}  # fmt: skip
-
-
-def reset_database(pg_url: str) -> str:
-    admin = f"{pg_url.rstrip('/')}/postgres"
-    for sql in (f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)", f"CREATE DATABASE {DATABASE}"):
-        subprocess.run(["psql", admin, "-q", "-c", sql], check=True)
-    return f"{pg_url.rstrip('/')}/{DATABASE}"
 
 
 def synthetic_csv(rows: int) -> bytes:
@@ -206,7 +201,8 @@ def main() -> None:
     args = parser.parse_args()
     var = ROOT / "var" / "bench-training"
     os.environ.update({
-        "DATABASE_URL": reset_database(args.pg), "DJANGO_SETTINGS_MODULE": "tests.settings", "REDIS_URL": args.redis,
+        "DATABASE_URL": recreate_database(args.pg, DATABASE), "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "REDIS_URL": args.redis,
         "CELERY_BROKER_URL": args.redis, "DB_CONN_MAX_AGE": "60", "LOG_LEVEL": "WARNING", "PORTAL_VAR_DIR": str(var),
         "ARTIFACT_ROOT": str(var / "artifacts"), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
     })  # fmt: skip
