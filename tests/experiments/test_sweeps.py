@@ -198,3 +198,10 @@ def test_the_pages_start_a_sweep_show_its_trials_and_register_the_best_model(
     assert RegisteredModel.objects.get(name="churn-best").versions.get().run_id == best["run_id"]
     listing = editor_client.get("/experiments/sweeps/").content.decode()
     assert f'href="/experiments/sweeps/{sweep.pk}/"' in listing and "2 / 2" in listing
+
+
+def test_with_no_data_the_training_and_sweep_forms_say_what_to_do_first(editor_client: Any) -> None:
+    for url, heading in (("/experiments/train/", "Nothing to train on yet"),
+                         ("/experiments/sweeps/new/", "Nothing to sweep over yet")):  # fmt: skip
+        page = editor_client.get(url).content.decode()
+        assert heading in page and 'href="/datasets/"' in page and '<form method="post" class="card' not in page
