@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ from django.core.files.uploadedfile import UploadedFile
 from rest_framework.exceptions import ValidationError
 
 from datasets.models import DatasetFormat, DatasetVersion
+from datasets.storage import UploadTooLarge, stage_to_file
 from experiments.handlers import SCRIPT_JOB, TRAIN_JOB
 from experiments.models import Experiment
 from experiments.training import Trainer, get_trainer, trainers, validate_params
@@ -114,22 +113,12 @@ def store_script(upload: UploadedFile) -> str:
         raise ValidationError({"file": [f"the script is {upload.size} bytes; the limit is {limit} (SCRIPT_MAX_BYTES)"]})
     folder = settings.ARTIFACT_ROOT / "scripts"
     folder.mkdir(parents=True, exist_ok=True)
-    digest, size = hashlib.sha256(), 0
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".upload-", delete=False) as out:
-        try:
-            for chunk in upload.chunks():
-                size += len(chunk)
-                if size > limit:
-                    raise ValidationError(
-                        {"file": [f"the script is over the limit of {limit} bytes (SCRIPT_MAX_BYTES)"]}
-                    )
-                digest.update(chunk)
-                out.write(chunk)
-        except BaseException:
-            Path(out.name).unlink(missing_ok=True)
-            raise
-    stored = f"{digest.hexdigest()}.py"
-    os.replace(out.name, folder / stored)
+    try:  # the datasets' streamed, hashed and capped upload; the temp file is gone on any error
+        staged = stage_to_file(upload.chunks(), folder, max_bytes=limit)
+    except UploadTooLarge:
+        raise ValidationError({"file": [f"the script is over the limit of {limit} bytes (SCRIPT_MAX_BYTES)"]}) from None
+    stored = f"{staged.sha256}.py"
+    os.replace(staged.path, folder / stored)
     return stored
 
 
