@@ -37,6 +37,7 @@ def seed(days: int) -> tuple[object, str]:
     from accounts.services import set_role
     from deployments.models import Deployment
     from monitoring.models import BUCKET_FIELDS, DriftResult, MinuteRollup
+    from monitoring.rollups import epoch_minute
     from registry import services as registry
 
     user = get_user_model().objects.create_user("bench", password="bench-password-1")  # noqa: S106
@@ -56,7 +57,7 @@ def seed(days: int) -> tuple[object, str]:
             buckets["b02"], buckets["b03"], buckets["b05"] = requests - 4, 3, 1
             rows.append(MinuteRollup(
                 deployment=deployment, model_version=version, arm=arm, minute=minute,
-                epoch_minute=int(minute.timestamp()) // 60, requests=requests, errors=rng.randint(0, 2),
+                epoch_minute=epoch_minute(minute), requests=requests, errors=rng.randint(0, 2),
                 latency_sum_ms=requests * 1.9, labelled=requests // 2, correct=int(requests // 2 * 0.9), **buckets,
             ))  # fmt: skip
         if len(rows) >= 20_000:
@@ -65,7 +66,7 @@ def seed(days: int) -> tuple[object, str]:
     MinuteRollup.objects.bulk_create(rows)
     drift = [
         DriftResult(deployment=deployment, window_end=start + timedelta(minutes=15 * w), window_minutes=60,
-                    window_epoch_minute=int(start.timestamp()) // 60 + 15 * w,
+                    window_epoch_minute=epoch_minute(start) + 15 * w,
                     feature=f"f{k}", kind="numeric", n=500, psi=rng.random() * 0.3, ks=0.1, severity="none")
         for w in range(days * 96) for k in range(8)
     ]  # fmt: skip

@@ -28,7 +28,7 @@ from datasets.models import DatasetProfile, DatasetVersion, ProfileStatus
 from deployments.models import Deployment, DeploymentRevision, PredictionLog, RevisionState
 from experiments.lineage import versions_for_inputs
 from monitoring.models import DriftResult
-from monitoring.rollups import prediction_rows
+from monitoring.rollups import epoch_minute, prediction_rows
 
 MAX_WINDOW_ROWS = 5_000  # request bodies read per window (each up to MODEL_SERVER_LOG_MAX_BODY_BYTES)
 MIN_VALUES = 50  # fewer live values than this in a window: not judged
@@ -271,7 +271,7 @@ def compute_drift(deployment: Deployment, end: datetime, minutes: int | None = N
 def _result(deployment: Deployment, end: datetime, minutes: int, feature: str, found: dict[str, Any],
             reference: str) -> DriftResult:  # fmt: skip
     return DriftResult(
-        deployment=deployment, window_end=end, window_epoch_minute=int(end.timestamp()) // 60, window_minutes=minutes,
+        deployment=deployment, window_end=end, window_epoch_minute=epoch_minute(end), window_minutes=minutes,
         feature=feature[:255], kind=found["kind"],
         n=found["n"], psi=found.get("psi"), ks=found.get("ks"), chi2=found.get("chi2"), p_value=found.get("p_value"),
         severity=severity(found.get("psi")), reference=reference[:255],

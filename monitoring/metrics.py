@@ -67,6 +67,7 @@ class ModelQualityCollector(Collector):
         from django.utils import timezone
 
         from monitoring.models import MinuteRollup
+        from monitoring.rollups import epoch_minute
 
         labels = ["deployment", "model_version", "arm"]
         accuracy = GaugeMetricFamily(
@@ -75,7 +76,7 @@ class ModelQualityCollector(Collector):
         labelled = GaugeMetricFamily(
             "mlops_model_labelled_predictions", "Predictions with ground truth over the last hour.", labels=labels
         )
-        since = int((timezone.now() - timedelta(hours=1)).timestamp() // 60)
+        since = epoch_minute(timezone.now() - timedelta(hours=1))
         rows = (
             self._visible(MinuteRollup.objects.filter(epoch_minute__gte=since, labelled__gt=0))
             .values("deployment__name", "model_version", "arm")
@@ -92,7 +93,7 @@ class ModelQualityCollector(Collector):
 
     def drift(self) -> Metric:
         """PSI of each feature in each deployment's latest drift window (of the last day)."""
-        from django.db.models import Max
+        from django.db.models import OuterRef, Subquery
         from django.utils import timezone
 
         from monitoring.models import DriftResult
@@ -102,13 +103,12 @@ class ModelQualityCollector(Collector):
             labels=["deployment", "feature"],
         )  # fmt: skip
         recent = self._visible(DriftResult.objects.filter(window_end__gte=timezone.now() - timedelta(days=1)))
-        latest = recent.values("deployment_id").annotate(end=Max("window_end"))
-        for row in latest:
-            for name, feature, value in recent.filter(
-                deployment_id=row["deployment_id"], window_end=row["end"]
-            ).values_list("deployment__name", "feature", "psi"):
-                if value is not None:
-                    psi.add_metric([name, feature], value)
+        newest = DriftResult.objects.filter(deployment=OuterRef("deployment")).order_by("-window_end")
+        rows = recent.filter(window_end=Subquery(newest.values("window_end")[:1]), psi__isnull=False)
+        for name, feature, value in rows.values_list(
+            "deployment__name", "feature", "psi"
+        ):  # one query, every deployment
+            psi.add_metric([name, feature], value)
         return psi
 
 

@@ -16,6 +16,7 @@ from django.db.models import F, Sum
 
 from deployments.models import Deployment, DeploymentEvent
 from monitoring.models import BUCKET_FIELDS, LATENCY_BOUNDS_MS, MinuteRollup
+from monitoring.rollups import epoch_minute
 
 RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 MAX_SLOTS = 720
@@ -100,10 +101,6 @@ class Series:
         return self.width * 60
 
 
-def _epoch_minute(moment: datetime) -> int:
-    return int(moment.timestamp() // 60)
-
-
 def _slot_start(slot: int, width: int) -> datetime:
     return datetime.fromtimestamp(slot * width * 60, tz=UTC)
 
@@ -112,7 +109,7 @@ def series(deployment: Deployment, start: datetime, end: datetime) -> Series:
     """One query of sums per slot, model version and arm (all traffic is their sum), and one of events."""
     width = slot_width(end - start)
     rows = MinuteRollup.objects.filter(
-        deployment=deployment, epoch_minute__gte=_epoch_minute(start), epoch_minute__lt=_epoch_minute(end) + 1
+        deployment=deployment, epoch_minute__gte=epoch_minute(start), epoch_minute__lt=epoch_minute(end) + 1
     ).annotate(slot=F("epoch_minute") / width)
     sums = {name: Sum(name) for name in SUMMED}
     by_arm: dict[tuple[int, str], list[Slot]] = defaultdict(list)
@@ -181,13 +178,13 @@ def summaries(
     """Last-hour traffic and last-day accuracy of each deployment, in two queries."""
     ids = [d.pk for d in deployments]
     recent = (
-        MinuteRollup.objects.filter(deployment_id__in=ids, epoch_minute__gte=_epoch_minute(now - window))
+        MinuteRollup.objects.filter(deployment_id__in=ids, epoch_minute__gte=epoch_minute(now - window))
         .values("deployment_id")
         .annotate(requests=Sum("requests"), errors=Sum("errors"), **{name: Sum(name) for name in BUCKET_FIELDS})
     )
     traffic = {row["deployment_id"]: row for row in recent}
     day = (
-        MinuteRollup.objects.filter(deployment_id__in=ids, epoch_minute__gte=_epoch_minute(now - timedelta(days=1)))
+        MinuteRollup.objects.filter(deployment_id__in=ids, epoch_minute__gte=epoch_minute(now - timedelta(days=1)))
         .values("deployment_id")
         .annotate(labelled=Sum("labelled"), correct=Sum("correct"))
     )

@@ -129,11 +129,19 @@ def test_the_latest_drift_is_on_the_portals_metrics(profiled: Any, predict: Any,
     from accounts.services import create_api_token
 
     now = timezone.now().replace(second=0, microsecond=0)
+    traffic(predict, now - timedelta(minutes=50), 200)
+    older = by_feature(drift.compute_drift(profiled, now - timedelta(minutes=30), minutes=30))["x0"].psi
     traffic(predict, now - timedelta(minutes=20), 200, shift=3.0)
-    drift.compute_drift(profiled, now, minutes=30)
+    newest = by_feature(drift.compute_drift(profiled, now, minutes=30))["x0"].psi
+    assert abs(newest - older) > 0.1  # two windows that a wrong pick would show
     token = create_api_token(editor, "prometheus").secret
     body = Client(HTTP_AUTHORIZATION=f"Bearer {token}").get("/metrics").content.decode()
-    assert 'mlops_feature_drift_psi{deployment="churn-prod",feature="x0"}' in body
+    lines = [
+        line
+        for line in body.splitlines()
+        if line.startswith('mlops_feature_drift_psi{deployment="churn-prod",feature="x0"}')
+    ]
+    assert len(lines) == 1 and float(lines[0].rsplit(" ", 1)[1]) == pytest.approx(newest)
 
 
 def test_a_huge_value_lands_in_the_outer_bins_instead_of_stopping_drift(profiled: Any, predict: Any) -> None:

@@ -27,7 +27,7 @@ def test_old_rows_are_pruned_but_never_before_the_rollups_read_them(predict: Any
     assert MinuteRollup.objects.count() == 1  # the row past retention was not rolled up from a remnant
     old_minute = (now - timedelta(days=40)).replace(second=0, microsecond=0)
     MinuteRollup.objects.create(deployment=old.deployment, model_version=1, arm="stable", minute=old_minute,
-                                epoch_minute=int(old_minute.timestamp()) // 60, requests=1)  # fmt: skip
+                                epoch_minute=rollups.epoch_minute(old_minute), requests=1)  # fmt: skip
     settings.ROLLUP_RETENTION_DAYS = 30
     assert retention.prune(now).deleted["rollups"] == 1
     assert MinuteRollup.objects.count() == 1

@@ -33,7 +33,7 @@ def test_a_fill_counts_requests_errors_and_latency_buckets_per_minute_version_an
                for i in range(len(LATENCY_BOUNDS_MS) + 1)}  # fmt: skip
     assert {k: v for k, v in buckets.items() if v} == {0.5: 3, 2: 2, 3: 1, 10: 1, 50: 1}
     canary = rollup_of(T0 + timedelta(minutes=1), version=2, arm="canary")
-    assert (canary.requests, canary.epoch_minute) == (1, int(T0.timestamp()) // 60 + 1)
+    assert (canary.requests, canary.epoch_minute) == (1, rollups.epoch_minute(T0) + 1)
 
 
 def test_the_cursor_resumes_and_a_refill_changes_nothing(predict: Any) -> None:
