@@ -20,7 +20,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from accounts.services import record_audit
-from jobs.models import FINISHED_STATUSES, JobStatus
+from jobs.models import FINISHED_STATUSES, Job, JobStatus
 from jobs.services import cancel_job
 from pipelines.models import (
     DONE_STEP,
@@ -273,6 +273,8 @@ def _start(run: PipelineRun, spec: dict[str, Any], step: StepRun, args: dict[str
     try:
         with transaction.atomic():
             job = STEP_TYPES[step.type].start(step, args, _user(run))
+            if spec["timeout_seconds"]:  # every step type's job, whoever made it (sent only after commit)
+                Job.objects.filter(pk=job.pk).update(timeout_seconds=spec["timeout_seconds"])
     except StepFailed as exc:
         step.save(update_fields=["attempts", "started_at", "inputs", "cache_key"])
         _finish_step(step, StepStatus.FAILED, error=str(exc))
@@ -304,7 +306,8 @@ def on_job_finished(job_id: int) -> None:
 
 def advance_running() -> int:
     """On beat: every running run moves on (repairs a lost notification). Returns how many were looked at."""
-    ids = list(PipelineRun.objects.filter(status=RunStatus.RUNNING).values_list("pk", flat=True)[:500])
+    running = PipelineRun.objects.filter(status=RunStatus.RUNNING).exclude(trigger=TriggerKind.EXTERNAL)
+    ids = list(running.order_by("created_at").values_list("pk", flat=True)[:500])
     for run_id in ids:
         try:
             advance_run(run_id)

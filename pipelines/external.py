@@ -18,7 +18,7 @@ from django.utils import timezone
 from jobs import runner
 from jobs.models import Job, JobStatus
 from pipelines import engine
-from pipelines.models import DONE_STEP, Pipeline, PipelineRun, StepRun, StepStatus, TriggerKind
+from pipelines.models import DONE_STEP, Pipeline, PipelineRun, RunStatus, StepRun, StepStatus, TriggerKind
 from pipelines.spec import SpecError, render
 from pipelines.steps import STEP_TYPES, StepFailed
 
@@ -66,10 +66,7 @@ def run_step(run: PipelineRun, name: str) -> dict[str, Any]:
     if missing:
         raise ExternalStepError(f"{name!r} needs {', '.join(missing)}, which did not succeed in this run")
     step_type = STEP_TYPES[step.type]
-    context = {
-        "params": run.params, "event": {}, "run": {"number": run.number},
-        "steps": {n: {"outputs": s.outputs} for n, s in steps.items() if s.status in DONE_STEP},
-    }  # fmt: skip
+    context = engine._context(run, steps)
     step.started_at, step.status, step.attempts = timezone.now(), StepStatus.RUNNING, step.attempts + 1
     try:
         args = step_type.resolve(step_type.clean(render(spec["args"], context)), run)
@@ -104,6 +101,6 @@ def _finish(step: StepRun, status: str, *, error: str = "", outputs: dict[str, A
     run = step.run
     states = list(run.steps.values_list("status", flat=True))
     if status == StepStatus.FAILED:
-        PipelineRun.objects.filter(pk=run.pk).update(status="failed", finished_at=timezone.now())
+        PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, finished_at=timezone.now())
     elif all(s in DONE_STEP for s in states):
-        PipelineRun.objects.filter(pk=run.pk).update(status="succeeded", finished_at=timezone.now())
+        PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())

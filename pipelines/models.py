@@ -158,7 +158,7 @@ class StepRun(models.Model):
 
 class Schedule(models.Model):
     """Start a run on a cron expression or a preset (@hourly, @daily, @weekly), evaluated on beat in
-    SCHEDULE_TIMEZONE. Missed times are not made up for (one run, not a pile) unless `catchup` is set."""
+    TIME_ZONE. Missed times are not made up for (one run, not a pile) unless `catchup` is set."""
 
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="schedules")
     cron = models.CharField(max_length=100)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,9 +22,10 @@ from django.utils import timezone
 from accounts.services import record_audit
 from pipelines import engine
 from pipelines.models import Pipeline, PipelineRun, PipelineVersion, Schedule, Trigger, TriggerKind
-from pipelines.spec import NAME, SpecError, digest, validate
+from pipelines.spec import SpecError, digest, validate
 
 logger = logging.getLogger(__name__)
+PIPELINE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
 PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *"}
 WEBHOOK_PREFIX = "plw_"
 
@@ -42,7 +44,7 @@ def may_change(user: Any, pipeline: Pipeline) -> bool:
 def save_definition(name: str, spec: Any, *, actor: Any, description: str = "") -> tuple[PipelineVersion, bool]:
     """Create the pipeline, or add a version when the definition changed (the owner or an admin: NotOwner
     otherwise, decided under the pipeline's lock). Returns (version, created)."""
-    if not isinstance(name, str) or not NAME.match(name.replace("-", "_")) or len(name) > 100:
+    if not isinstance(name, str) or not PIPELINE_NAME.match(name):
         raise SpecError("name", "lowercase letters, digits, '-' and '_', starting with a letter, at most 100")
     clean = validate(spec)
     key = digest(clean)
@@ -185,9 +187,10 @@ def create_trigger(pipeline: Pipeline, kind: str, source: str, *, params: Any = 
     version = pipeline.latest_version()
     if version is None:
         raise SpecError("pipeline", "define the pipeline before adding triggers")
-    unknown = sorted(set(params or {}) - set(version.spec.get("params", {})))
-    if unknown:
-        raise SpecError(f"params.{unknown[0]}", "unknown parameter")
+    try:
+        engine.run_params(version, params)
+    except engine.RunError as exc:
+        raise SpecError(exc.field, exc.message) from None
     if not isinstance(cooldown_seconds, int) or not 0 <= cooldown_seconds <= 30 * 86400:
         raise SpecError("cooldown_seconds", "from 0 to 2592000")
     with transaction.atomic():

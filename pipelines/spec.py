@@ -177,10 +177,9 @@ def validate(spec: Any) -> dict[str, Any]:
                                     or not 1 <= timeout <= 7 * 24 * 3600):  # fmt: skip
             raise SpecError(f"{where}.timeout_seconds", "a whole number of seconds from 1 to 604800")
         step_type = STEP_TYPES[kind]
-        if cache is None:
-            cache = step_type.cacheable
-        if not isinstance(cache, bool):
+        if not isinstance(cache, bool | None):
             raise SpecError(f"{where}.cache", "true or false")
+        cache = (cache is not False) and step_type.cacheable  # register and deploy never: they act each time
         args = step.get("args", {})
         if not isinstance(args, dict):
             raise SpecError(f"{where}.args", "an object")

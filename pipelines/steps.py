@@ -79,8 +79,7 @@ class StepType:
     def start(self, step: StepRun, args: dict[str, Any], user: Any) -> Job:
         from jobs.services import submit_job
 
-        return submit_job(INLINE_JOB, params={"step_run_id": step.pk}, requested_by=user,
-                          timeout_seconds=step_spec(step).get("timeout_seconds"))  # fmt: skip
+        return submit_job(INLINE_JOB, params={"step_run_id": step.pk}, requested_by=user)
 
     def run(self, ctx: JobContext, step: StepRun, args: dict[str, Any], user: Any) -> dict[str, Any]:
         raise NotImplementedError  # only the inline step types run here
@@ -92,10 +91,6 @@ class StepType:
         if len(json.dumps(result, default=str)) > MAX_OUTPUT_BYTES:
             raise StepFailed(f"the outputs are over {MAX_OUTPUT_BYTES} bytes: log large data as artifacts instead")
         return result
-
-
-def step_spec(step: StepRun) -> dict[str, Any]:
-    return next(s for s in step.run.version.spec["steps"] if s["name"] == step.name)
 
 
 def _version(dataset: str, number: int | None) -> Any:
@@ -188,7 +183,6 @@ class Train(DatasetStep):
             _experiment(args["experiment"], user), dataset_version=_version(args["dataset"], args["version"]),
             target=args["target"], trainer=args["trainer"], params=args["params"], seed=args["seed"],
             run_name=f"{step.run} / {step.name}", requested_by=user,
-            timeout_seconds=step_spec(step).get("timeout_seconds"),
             tags={"portal.pipeline": step.run.pipeline.name, "portal.pipeline_run": str(step.run.number)},
         )  # fmt: skip
 
@@ -218,8 +212,7 @@ class Script(StepType):
 
         return start_script_job(
             _experiment(args["experiment"], user), requested_by=user, path=args["path"], args=args["args"],
-            run_name=f"{step.run} / {step.name}", timeout_seconds=step_spec(step).get("timeout_seconds"),
-            memory_mb=args.get("memory_mb"),
+            run_name=f"{step.run} / {step.name}", memory_mb=args.get("memory_mb"),
         )  # fmt: skip
 
 

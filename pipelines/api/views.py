@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.db.models import Count, Max
+from django.db.models import Max
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -324,11 +324,6 @@ def webhook(request: HttpRequest, name: str) -> JsonResponse:
     except engine.RunError as exc:
         return json_error(400, "INVALID_PARAMETER_VALUE", exc.message, exc.field)
     return JsonResponse(run_json(run, with_steps=False), status=202)
-
-
-def run_counts(pipelines: list[Pipeline]) -> dict[int, int]:
-    rows = PipelineRun.objects.filter(pipeline__in=pipelines).values("pipeline").annotate(n=Count("id"))
-    return {r["pipeline"]: r["n"] for r in rows}
 
 
 @extend_schema(responses={200: OpenApiTypes.STR})

@@ -6,7 +6,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from django.core.management import call_command
+import pytest
+from django.core.management import CommandError, call_command
 
 
 def test_the_demo_seeds_every_stage_of_the_lifecycle_once(admin_user: Any, settings: Any, tmp_path: Path) -> None:
@@ -39,3 +40,6 @@ def test_the_demo_seeds_every_stage_of_the_lifecycle_once(admin_user: Any, setti
     again = io.StringIO()
     call_command("seed_demo", "--owner", admin_user.username, stdout=again)
     assert "already there" in again.getvalue() and Run.objects.count() == 3
+    Pipeline.objects.filter(name="ml_pipeline").delete()  # as if the first seeding had been interrupted
+    with pytest.raises(CommandError, match="started here but not finished"):
+        call_command("seed_demo", "--owner", admin_user.username, stdout=io.StringIO())

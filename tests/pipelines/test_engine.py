@@ -1,6 +1,6 @@
 """Runs follow the DAG: independent steps at once, outputs passed on by templates, retries, failures that
 stop what depends on them, cancel, re-run from the failed step, and cached steps. Jobs run in process
-(`drive`); tests/e2e/test_pipeline_e2e.py runs them on real workers."""
+(`drive`); tests/e2e/test_closed_loop.py runs a pipeline on real workers."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_a_run_follows_the_dag_and_passes_outputs_on(editor: Any, sent: list[int
 
 
 def test_a_failing_step_is_retried_then_stops_what_depends_on_it_and_reruns_from_there(
-    editor: Any, sent: list[int], drive: Any, django_capture_on_commit_callbacks: Any, settings: Any
+    editor: Any, sent: list[int], drive: Any, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = {"steps": [fn("prepare"), fn("load", "tests.pipelines.functions.boom", needs=["prepare"], retries=1),
                       fn("train", needs=["load"]), fn("side")]}  # fmt: skip
@@ -77,14 +77,18 @@ def test_a_failing_step_is_retried_then_stops_what_depends_on_it_and_reruns_from
     assert Job.objects.filter(type="pipelines.step", status=JobStatus.FAILED).count() == 2
     assert run.steps.get(name="train").error == "upstream failed: load"
 
-    settings.PIPELINE_FUNCTIONS = [*settings.PIPELINE_FUNCTIONS]  # the fix: load works now
-    spec["steps"][1]["args"]["function"] = "tests.pipelines.functions.record"
+    monkeypatch.setattr(functions, "boom", functions.record)  # the fix: the data is ready now
+    calls = len(functions.CALLS)
     with django_capture_on_commit_callbacks(execute=True):
         again = engine.rerun_from_failed(run, requested_by=editor)
-    # The re-run keeps the version it re-runs (the definition did not change here) and what succeeded.
+    # The re-run keeps the version and parameters it re-runs, takes over what succeeded, runs the rest.
     assert again.version_id == run.version_id and again.trigger == "rerun"
-    assert states(again)["prepare"] == "cached" and states(again)["side"] == "cached"
     assert again.steps.get(name="prepare").cached_from == run.steps.get(name="prepare")
+    drive()
+    again.refresh_from_db()
+    assert again.status == RunStatus.SUCCEEDED
+    assert states(again) == {"prepare": "cached", "load": "succeeded", "train": "succeeded", "side": "cached"}
+    assert len(functions.CALLS) == calls + 2  # load and train ran; prepare and side did not run again
     with pytest.raises(engine.RunError):
         engine.rerun_from_failed(PipelineRun.objects.create(pipeline=run.pipeline, version=run.version, number=99),
                                  requested_by=editor)  # fmt: skip
@@ -148,3 +152,17 @@ def test_a_step_whose_template_has_no_value_fails_saying_which(
     drive()
     b = run.steps.get(name="b")
     assert b.status == StepStatus.FAILED and "{{ steps.a.outputs.nothing }} has no value" in b.error
+
+
+def test_a_steps_timeout_bounds_its_job_whatever_the_step_type(
+    editor: Any, sent: list[int], django_capture_on_commit_callbacks: Any
+) -> None:
+    spec = {"steps": [fn("a", timeout_seconds=30), {"name": "p", "type": "profile_dataset", "timeout_seconds": 45,
+                                                     "args": {"dataset": "iris"}}]}  # fmt: skip
+    from tests.datasets.factories import push
+
+    push("iris", author=editor)
+    version, _ = services.save_definition("timeouts", spec, actor=editor)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = engine.start_run(version.pipeline, requested_by=editor)
+    assert {s.name: s.job.timeout_seconds for s in run.steps.select_related("job")} == {"a": 30, "p": 45}

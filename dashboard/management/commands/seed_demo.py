@@ -14,7 +14,8 @@
 - an alert rule on feature drift (PSI above 0.25), which the drifted traffic sets off, starting the retrain;
 - the founding document's Airflow DAG as the pipeline `ml_pipeline`, scheduled daily.
 
-Running it again changes nothing (it stops at the first thing it finds already there).
+Running it again after it finished changes nothing; after an interrupted run it says so and stops (seed it
+into an empty database).
 """
 
 from __future__ import annotations
@@ -76,9 +77,16 @@ class Command(BaseCommand):
         owner = get_user_model().objects.filter(username=options["owner"]).first()
         if owner is None:
             raise CommandError(f"no user {options['owner']!r} (./portal up creates `admin`)")
-        if Dataset.objects.filter(name=DATASET).exists():
-            self.stdout.write(f"the demo is already there (dataset {DATASET!r}); nothing to do")
+        from pipelines.models import Pipeline
+
+        if Pipeline.objects.filter(name="ml_pipeline").exists():  # the last thing seeded: the demo is complete
+            self.stdout.write("the demo is already there; nothing to do")
             return
+        if Dataset.objects.filter(name=DATASET).exists():
+            raise CommandError(
+                f"a demo was started here but not finished (dataset {DATASET!r} exists without the rest): "
+                "start from an empty PORTAL_VAR_DIR (or database) to seed it again"
+            )
         versions = self.datasets(owner)
         best = self.train(owner, versions[0])
         deployment = self.serve(owner, best, versions[0])
