@@ -15,7 +15,8 @@ synthetic tabular dataset version. Then:
 2. **Logging overhead**: in this process, alternately (a) the plain Keras loop: the same prepared data, the
    same model from the same trainer, `model.fit` with the same epochs, batch size and seed and no callbacks;
    and (b) the portal's training job (`runner.execute`, with its heartbeat thread): the same fit plus the
-   per-batch cancel checkpoint, the per-epoch metrics written to PostgreSQL and the progress updates. Both
+   cancel and timeout watch (the heartbeat thread), the per-epoch metrics written to PostgreSQL and the
+   progress updates. Both
    time `model.fit` alone (the job reports it as `fit_seconds`); the ratio of medians is the overhead.
 """
 

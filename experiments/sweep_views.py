@@ -15,11 +15,12 @@ from rest_framework.exceptions import ValidationError
 
 from accounts.permissions import role_required
 from experiments import charts
-from experiments.api.sweeps import trial_json, visible_sweeps
+from experiments.api.sweeps import sweep_json, visible_sweeps
 from experiments.models import Permission, SweepStrategy
 from experiments.permissions import can
 from experiments.training import sweeps
-from experiments.training_views import error_text, form_choices, read_training_fields, timeout_of
+from experiments.training_views import form_choices, read_training_fields, timeout_of
+from mlops_portal.api import error_text
 
 EXAMPLE_SPACE = '{"learning_rate": [0.001, 0.01], "hidden_units": [[16], [64, 32]]}'
 
@@ -80,9 +81,8 @@ def sweep_detail(request: HttpRequest, sweep_id: int) -> HttpResponse:
     sweep = visible_sweeps(request.user).filter(pk=sweep_id).first()
     if sweep is None:
         raise Http404("no such sweep")
-    trials = list(sweep.trials.select_related("job"))
-    best = sweeps.best_trial(sweep, trials)
-    rows = [trial_json(sweep, t) for t in trials]
+    data = sweep_json(sweep, with_trials=True)
+    rows, best = data["trials"], data["best"]
     keys = list(sweep.space)
     drawn = [
         {"name": f"#{r['number']}", "params": {k: _axis_value(r["params"][k]) for k in keys},
@@ -96,7 +96,7 @@ def sweep_detail(request: HttpRequest, sweep_id: int) -> HttpResponse:
         "experiments/sweep.html",
         {
             "sweep": sweep, "state": state, "rows": rows, "keys": keys,
-            "best": trial_json(sweep, best) if best else None,
+            "best": best,
             "figure": json.dumps(figure) if figure["data"] else None, "skipped": figure["layout"]["meta"]["skipped"],
             "percent": int(100 * sweep.n_done / sweep.n_trials) if sweep.n_trials else 100,
             "can_edit": can(request.user, sweep.experiment, Permission.EDIT), "live": state == "running",

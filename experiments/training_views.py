@@ -18,21 +18,15 @@ from accounts.permissions import role_required
 from datasets.models import DatasetFormat, DatasetVersion
 from experiments import charts
 from experiments.handlers import SCRIPT_JOB, TRAIN_JOB, runs_of_job
-from experiments.models import PERMISSION_RANK, LifecycleStage, Permission
+from experiments.models import PERMISSION_RANK, Experiment, LifecycleStage, Permission
 from experiments.permissions import can, levels_for, visible_experiments
-from experiments.queries import metric_series
+from experiments.queries import downsampled_series
 from experiments.training import param_defaults, trainers
 from experiments.training.services import allowed_scripts, start_script_job, start_training_job
 from jobs.models import Job
-from mlops_portal.api import first_field, first_message
+from mlops_portal.api import error_text
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae")
-
-
-def error_text(detail: Any) -> str:
-    """The first problem, worded as the API words it (`params.epochs: Ensure this value is ...`)."""
-    field = first_field(detail)
-    return f"{field}: {first_message(detail)}" if field else first_message(detail)
 
 
 def form_choices(request: HttpRequest) -> dict[str, Any]:
@@ -129,10 +123,11 @@ def training_job(request: HttpRequest, job_id: int) -> HttpResponse:
     job = Job.objects.filter(pk=job_id, type__in=(TRAIN_JOB, SCRIPT_JOB)).select_related("requested_by").first()
     if job is None:
         raise Http404("no such training job")
+    experiment = Experiment.objects.filter(pk=job.params.get("experiment_id")).first()
+    if experiment is None or not can(request.user, experiment, Permission.READ):
+        raise Http404("no such training job")  # before its run exists too: the params and log are the experiment's
     runs = list(runs_of_job(job.pk).select_related("experiment"))
     run = runs[0] if runs else None
-    if run is not None and not can(request.user, run.experiment, Permission.READ):
-        raise Http404("no such training job")
     figure = None
     latest: dict[str, float] = {}
     if run is not None:
@@ -141,9 +136,10 @@ def training_job(request: HttpRequest, job_id: int) -> HttpResponse:
         if job.type == SCRIPT_JOB:  # a script logs what it likes: its first few metrics
             keys = keys or sorted(latest_values)[:6]
         series = []
-        for key in keys:
-            points = metric_series(run.pk, key)
-            series.append({"name": key, "x": points.xs, "y": points.ys})
+        for key in keys:  # a script may log long series: the page reads a chart's worth (LTTB), as the run page
+            points = downsampled_series(run.pk, key)
+            if points is not None:
+                series.append({"name": key, "x": points.xs, "y": points.ys})
         if series:
             figure = json.dumps(charts.overlay_figure("value", series, x_title="epoch"))
         latest = {k: v for k, v in latest_values.items() if k.startswith("test_")}

@@ -53,6 +53,13 @@ def first_field(detail: Any, prefix: str = "") -> str | None:
     return None
 
 
+def error_text(detail: Any) -> str:
+    """A ValidationError's first problem as one line, worded as the API's errors are
+    (`params.epochs: Ensure this value is ...`): for pages' messages and job errors."""
+    field = first_field(detail)
+    return f"{field}: {first_message(detail)}" if field else first_message(detail)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

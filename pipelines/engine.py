@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.services import record_audit
 from jobs.models import FINISHED_STATUSES, Job, JobStatus
 from jobs.services import cancel_job
+from mlops_portal.api import error_text
 from pipelines.models import (
     DONE_STEP,
     FINAL_STEP,
@@ -289,12 +290,7 @@ def _start(run: PipelineRun, spec: dict[str, Any], step: StepRun, args: dict[str
 
 def _reason(exc: Exception) -> str:
     detail = getattr(exc, "detail", None)
-    if detail is not None:
-        from mlops_portal.api import first_field, first_message
-
-        field = first_field(detail)
-        return f"{field}: {first_message(detail)}" if field else first_message(detail)
-    return str(exc) or type(exc).__name__
+    return error_text(detail) if detail is not None else str(exc) or type(exc).__name__
 
 
 def on_job_finished(job_id: int) -> None:

@@ -51,7 +51,7 @@ def sweep_json(sweep: Any, *, with_trials: bool) -> dict[str, Any]:
         "trials_failed": sweep.n_failed, "created_at": sweep.created_at, "url": f"/experiments/sweeps/{sweep.pk}/",
     }  # fmt: skip
     if with_trials:
-        trials = list(sweep.trials.select_related("job"))
+        trials = list(sweep.trials.select_related("job").defer("job__log", "job__params"))
         best = sweeps.best_trial(sweep, trials)
         out["best"] = trial_json(sweep, best) if best else None
         out["trials"] = [trial_json(sweep, t) for t in trials]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -130,12 +129,7 @@ def script_jobs(request: Request) -> Response:
     data.is_valid(raise_exception=True)
     values = data.validated_data
     experiment = editable_experiment(request, values["experiment"])
-    args = values["args"]
-    if isinstance(args, str):  # multipart sends the list as JSON text
-        try:
-            args = json.loads(args)
-        except ValueError:
-            raise exceptions.ValidationError({"args": ["a JSON list of strings"]}) from None
+    args = values["args"]  # JSONField decodes it from a multipart form's text too
     job = start_script_job(
         experiment, requested_by=request.user, upload=values.get("file"), path=values["path"], args=args,
         run_name=values["run_name"], timeout_seconds=values.get("timeout_seconds"), memory_mb=values.get("memory_mb"),

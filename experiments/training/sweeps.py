@@ -237,18 +237,16 @@ def sweep_state(sweep: Any) -> str:
 
 def best_trial(sweep: Sweep, trials: list[SweepTrial]) -> SweepTrial | None:
     """The succeeded trial with the best score by the sweep's metric (the lowest number on a tie)."""
-    scored = [t for t in trials if t.job is not None and t.job.status == JobStatus.SUCCEEDED and _score(sweep, t)]
+    scored = [(score, t) for t in trials if (score := trial_score(sweep, t)) is not None]
     if not scored:
         return None
     sign = -1.0 if sweep.goal == "max" else 1.0
-    return min(scored, key=lambda t: (sign * _score(sweep, t)[0], t.number))  # type: ignore[index]
-
-
-def _score(sweep: Sweep, trial: SweepTrial) -> tuple[float] | None:
-    value = (trial.job.result or {}).get(sweep.metric) if trial.job else None
-    return (float(value),) if isinstance(value, int | float) and math.isfinite(value) else None
+    return min(scored, key=lambda pair: (sign * pair[0], pair[1].number))[1]
 
 
 def trial_score(sweep: Sweep, trial: SweepTrial) -> float | None:
-    score = _score(sweep, trial)
-    return score[0] if score else None
+    """The trial's score by the sweep's metric, once its job succeeded."""
+    if trial.job is None or trial.job.status != JobStatus.SUCCEEDED:
+        return None
+    value = (trial.job.result or {}).get(sweep.metric)
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None

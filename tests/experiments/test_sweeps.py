@@ -205,3 +205,42 @@ def test_with_no_data_the_training_and_sweep_forms_say_what_to_do_first(editor_c
                          ("/experiments/sweeps/new/", "Nothing to sweep over yet")):  # fmt: skip
         page = editor_client.get(url).content.decode()
         assert heading in page and 'href="/datasets/"' in page and '<form method="post" class="card' not in page
+
+
+def test_the_best_trial_follows_the_metrics_direction_and_ignores_unfinished_ones() -> None:
+    from types import SimpleNamespace
+
+    from experiments.training.sweeps import best_trial
+
+    def trial(number: int, status: str, rmse: float | None) -> Any:
+        job = SimpleNamespace(status=status, result={} if rmse is None else {"test_rmse": rmse})
+        return SimpleNamespace(number=number, job=job)
+
+    trials = [trial(1, "succeeded", 0.9), trial(2, "succeeded", 0.4), trial(3, "failed", 0.1),
+              trial(4, "succeeded", None), trial(5, "succeeded", 0.4)]  # fmt: skip
+    lower = SimpleNamespace(metric="test_rmse", goal="min")
+    higher = SimpleNamespace(metric="test_rmse", goal="max")
+    assert best_trial(lower, trials).number == 2  # lowest, the first of a tie, never the failed 0.1
+    assert best_trial(higher, trials).number == 1
+    assert best_trial(lower, [trial(1, "running", None)]) is None
+
+
+def test_a_training_job_page_needs_read_on_its_experiment_even_before_its_run_exists(
+    editor: Any, django_user_model: Any, settings: Any
+) -> None:
+    from django.test import Client
+
+    from experiments.training.services import start_training_job
+    from tests.conftest import make_user
+
+    settings.TRACKING_DEFAULT_PERMISSION = "NO_PERMISSIONS"
+    version = push("churn", churn_csv(), filename="churn.csv", author=editor)
+    experiment = tracking.create_experiment("private", owner=editor)
+    job = start_training_job(experiment, dataset_version=version, target="churned", trainer="keras_mlp_classifier",
+                             requested_by=editor)  # fmt: skip
+    stranger = Client()
+    stranger.force_login(make_user(django_user_model, "sam", "editor"))
+    owner = Client()
+    owner.force_login(editor)
+    assert stranger.get(f"/experiments/training/{job.pk}/").status_code == 404
+    assert owner.get(f"/experiments/training/{job.pk}/").status_code == 200
