@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.services import record_audit
@@ -148,6 +148,9 @@ def _check_rule(values: dict[str, Any]) -> dict[str, Any]:
 
     from monitoring import egress
 
+    unknown = set(values) - set(RULE_FIELDS)
+    if unknown:
+        raise RuleError(f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
     emails = values.get("notify_emails") or []
     if not isinstance(emails, list) or len(emails) > 20:
         raise RuleError("a list of at most 20 e-mail addresses", "notify_emails")
@@ -171,27 +174,24 @@ def create_alert_rule(deployment: Deployment, *, owner: Any, **values: Any) -> A
 
     from monitoring.models import AlertRule
 
-    unknown = set(values) - set(RULE_FIELDS)
-    if unknown:
-        raise RuleError(f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
     _check_rule(values)
     if AlertRule.objects.filter(deployment=deployment, name=values.get("name")).exists():
         raise RuleError("this deployment already has a rule of that name", "name")
-    with transaction.atomic():
-        rule = AlertRule.objects.create(
-            deployment=deployment, webhook_secret=secrets.token_hex(32),
-            owner=owner if getattr(owner, "is_authenticated", False) else None, **values,
-        )  # fmt: skip
-        record_audit(owner, "alert_rule.create", rule, {"deployment": deployment.name, "metric": rule.metric})
+    try:
+        with transaction.atomic():
+            rule = AlertRule.objects.create(
+                deployment=deployment, webhook_secret=secrets.token_hex(32),
+                owner=owner if getattr(owner, "is_authenticated", False) else None, **values,
+            )  # fmt: skip
+            record_audit(owner, "alert_rule.create", rule, {"deployment": deployment.name, "metric": rule.metric})
+    except IntegrityError:  # a concurrent create of the same name won the unique constraint
+        raise RuleError("this deployment already has a rule of that name", "name") from None
     return rule
 
 
 def update_alert_rule(rule: Any, *, actor: Any, **values: Any) -> Any:
     from monitoring.models import AlertRule
 
-    unknown = set(values) - set(RULE_FIELDS)
-    if unknown:
-        raise RuleError(f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
     _check_rule(values)
     if (
         "name" in values

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -122,7 +123,7 @@ def test_the_accuracy_and_champion_gates_score_the_holdout(registered_model: Reg
     assert {g["name"]: (g["passed"], g.get("value")) for g in first.gates} == {
         "validation": (True, None),
         "holdout_accuracy": (True, 1.0),
-        "latency": (True, first.gates[-1]["value"]),
+        "latency": (True, ANY),  # its value is bounded below
     }
     assert first.gates[-1]["name"] == "latency" and 0 < first.gates[-1]["value"] <= 1000
     second = services.deploy(deployment, 2, actor=editor)
