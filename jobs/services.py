@@ -119,9 +119,14 @@ def append_log(job: Job, text: str) -> None:
         Job.objects.filter(pk=job.pk).update(log=log)
 
 
-def _finished(job_id: int) -> None:
-    """Tell the job type's `on_finish` hook, once the final status is committed."""
+def _end(rows: Any, job_id: int, **values: Any) -> bool:
+    """Move the job (`rows`: its row under the caller's conditions) to a final status; when that happened, tell
+    its type's `on_finish` hook and the finish listeners once it is committed. Every way a job ends goes here,
+    so sweeps and pipelines hear of each."""
+    if not rows.update(**values):
+        return False
     transaction.on_commit(lambda: _notify_finished(job_id))
+    return True
 
 
 def _notify_finished(job_id: int) -> None:
@@ -141,18 +146,13 @@ def finish_job(job: Job, status: str, *, result: dict[str, Any] | None = None, e
         values["result"] = result
     if status == JobStatus.SUCCEEDED:
         values["progress"] = 100
-    if Job.objects.filter(owns(job)).update(**values):
-        _finished(job.pk)
-        return True
-    return False
+    return _end(Job.objects.filter(owns(job)), job.pk, **values)
 
 
 def requeue_job(job: Job, reason: str) -> bool:
     """Give a running job back to the queue for another attempt (the worker asked for a retry)."""
-    if Job.objects.filter(owns(job), cancel_requested=True).update(
-        status=JobStatus.CANCELLED, finished_at=timezone.now(), error=f"cancelled by a user ({reason})"[-4000:]
-    ):
-        _finished(job.pk)
+    if _end(Job.objects.filter(owns(job), cancel_requested=True), job.pk, status=JobStatus.CANCELLED,
+            finished_at=timezone.now(), error=f"cancelled by a user ({reason})"[-4000:]):  # fmt: skip
         return False
     updated = Job.objects.filter(owns(job)).update(status=JobStatus.QUEUED, error=reason[-4000:])
     if updated:
@@ -164,10 +164,8 @@ def cancel_job(job: Job, *, actor: Any) -> Job:
     """Cancel a queued job at once; ask a running job to stop at its next checkpoint."""
     with transaction.atomic():
         now = timezone.now()
-        if Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, error="cancelled before it started"
-        ):
-            _finished(job.pk)
+        _end(Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED), job.pk, status=JobStatus.CANCELLED,
+             cancel_requested=True, finished_at=now, error="cancelled before it started")  # fmt: skip
         Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
         record_audit(actor, "job.cancel", job, {})
     job.refresh_from_db()
@@ -209,10 +207,8 @@ def reconcile_jobs() -> ReconcileReport:
     # A cancel that arrived while the job was between attempts ends it here.
     cancelled = Job.objects.filter(status=JobStatus.QUEUED, cancel_requested=True)
     for job_id in cancelled.values_list("pk", flat=True)[:500]:
-        if Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-            status=JobStatus.CANCELLED, finished_at=now, error="cancelled by a user"
-        ):
-            _finished(job_id)
+        if _end(Job.objects.filter(pk=job_id, status=JobStatus.QUEUED), job_id, status=JobStatus.CANCELLED,
+                finished_at=now, error="cancelled by a user"):  # fmt: skip
             report.cancelled.append(job_id)
     rows = lost.exclude(cancel_requested=True).values_list(
         "pk", "attempts", "max_attempts", "enqueued_at", "dispatch_count"
@@ -221,10 +217,8 @@ def reconcile_jobs() -> ReconcileReport:
         if enqueued_at is not None and enqueued_at > now - redispatch_backoff(sent):
             continue  # probably just waiting in a long queue: don't flood it with duplicates
         if attempts >= max_attempts:
-            if Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-                status=JobStatus.FAILED, finished_at=now, error=f"no attempts left ({max_attempts})"
-            ):
-                _finished(job_id)
+            if _end(Job.objects.filter(pk=job_id, status=JobStatus.QUEUED), job_id, status=JobStatus.FAILED,
+                    finished_at=now, error=f"no attempts left ({max_attempts})"):  # fmt: skip
                 report.failed.append(job_id)
         elif dispatch_job(job_id):
             report.redispatched.append(job_id)
@@ -237,32 +231,26 @@ def reconcile_jobs() -> ReconcileReport:
         if (
             job.started_at
             and job.started_at + grace < now
-            and Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts).update(
-                status=JobStatus.FAILED, finished_at=now, error=f"timed out after {job.timeout_seconds}s"
-            )
-        ):
-            _finished(job.pk)
+            and _end(Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts), job.pk,
+                     status=JobStatus.FAILED, finished_at=now, error=f"timed out after {job.timeout_seconds}s")
+        ):  # fmt: skip
             report.failed.append(job.pk)
     dead = Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
     for job in dead.only("pk", "attempts", "max_attempts", "heartbeat_at", "worker")[:500]:
         silent = int((now - job.heartbeat_at).total_seconds()) if job.heartbeat_at else 0
         reason = f"worker {job.worker or '?'} stopped sending heartbeats ({silent}s) during attempt {job.attempts}"
         same_attempt = Q(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts, heartbeat_at__lt=stale_before)
-        if Job.objects.filter(same_attempt, cancel_requested=True).update(
-            status=JobStatus.CANCELLED, finished_at=now, error=f"cancelled by a user; {reason}"
-        ):
-            _finished(job.pk)
+        if _end(Job.objects.filter(same_attempt, cancel_requested=True), job.pk, status=JobStatus.CANCELLED,
+                finished_at=now, error=f"cancelled by a user; {reason}"):  # fmt: skip
             report.cancelled.append(job.pk)
         elif job.attempts < job.max_attempts:
             if Job.objects.filter(same_attempt).update(status=JobStatus.QUEUED, error=reason):
                 _log_system(job.pk, f"{reason}; retrying")
                 dispatch_job(job.pk)
                 report.retried.append(job.pk)
-        elif Job.objects.filter(same_attempt).update(
-            status=JobStatus.FAILED, finished_at=now, error=f"{reason}; no attempts left ({job.max_attempts})"
-        ):
+        elif _end(Job.objects.filter(same_attempt), job.pk, status=JobStatus.FAILED, finished_at=now,
+                  error=f"{reason}; no attempts left ({job.max_attempts})"):  # fmt: skip
             _log_system(job.pk, f"{reason}; failed after {job.max_attempts} attempts")
-            _finished(job.pk)
             report.failed.append(job.pk)
     if report.redispatched or report.retried or report.failed or report.cancelled:
         logger.info(

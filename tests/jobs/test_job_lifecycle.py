@@ -302,6 +302,46 @@ def test_the_finish_hook_hears_of_every_way_a_job_ends_once_committed(
     assert Job.objects.get(pk=succeeded.pk).status == JobStatus.SUCCEEDED
 
 
+@pytest.mark.parametrize(
+    ("state", "how"),
+    [
+        ({"status": JobStatus.QUEUED, "cancel_requested": True}, "cancelled"),  # a cancel between attempts
+        ({"status": JobStatus.QUEUED, "attempts": 3, "max_attempts": 3, "enqueued_at": "old"}, "failed"),
+        ({"status": JobStatus.RUNNING, "attempts": 1, "timeout_seconds": 1, "started_at": "old",
+          "heartbeat_at": "now"}, "failed"),  # timed out while still beating
+        ({"status": JobStatus.RUNNING, "attempts": 1, "cancel_requested": True, "heartbeat_at": "old"}, "cancelled"),
+    ],
+)  # fmt: skip
+def test_finish_listeners_hear_of_the_reconcilers_endings_too(
+    db: None, fast_jobs: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any,
+    state: dict[str, Any], how: str,
+) -> None:  # fmt: skip
+    heard: list[int] = []
+    registry.add_finish_listener("test", heard.append)
+    try:
+        long_ago = timezone.now() - timedelta(hours=2)
+        values = {k: (long_ago if v == "old" else timezone.now() if v == "now" else v) for k, v in state.items()}
+        job = JobFactory()
+        Job.objects.filter(pk=job.pk).update(**values)
+        with django_capture_on_commit_callbacks(execute=True):
+            report = services.reconcile_jobs()
+        assert getattr(report, how) == [job.pk] and heard == [job.pk]
+    finally:
+        registry._FINISH_LISTENERS.pop("test", None)
+
+
+def test_a_retry_asked_for_by_a_cancelled_job_ends_it_and_is_heard(
+    db: None, fast_jobs: Any, custom_type: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    heard: list[int] = []
+    job = services.claim_job(JobFactory(type=custom_type("test.retry", lambda ctx: None, heard.append)).pk, "w")
+    assert job is not None
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.requeue_job(job, "flaky storage") is False
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED and heard == [job.pk]
+
+
 def test_a_stop_noticed_by_the_heartbeat_reaches_listeners_at_once(db: None, fast_jobs: Any, editor: Any) -> None:
     job = services.claim_job(JobFactory().pk, "w1")
     assert job is not None
