@@ -9,6 +9,7 @@ import yaml
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -26,12 +27,22 @@ from registry.permissions import can, levels_for, visible_models
 AUTO_REFRESH_SECONDS = 30
 
 
-def _visible(request: HttpRequest) -> list[Deployment]:
-    return list(
-        Deployment.objects.filter(registered_model__in=visible_models(request.user))
-        .select_related("registered_model")
-        .order_by("name")
+def _visible_qs(request: HttpRequest) -> QuerySet[Deployment]:
+    return Deployment.objects.filter(registered_model__in=visible_models(request.user)).select_related(
+        "registered_model"
     )
+
+
+def _visible(request: HttpRequest) -> list[Deployment]:
+    return list(_visible_qs(request).order_by("name"))
+
+
+def _deployment_or_404(request: HttpRequest, name: str) -> Deployment:
+    """One visible deployment by name, found in SQL (not by loading every visible one)."""
+    found = _visible_qs(request).filter(name=name).first()
+    if found is None:
+        raise Http404(f"no deployment named {name!r}")
+    return found
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -69,9 +80,7 @@ def _range(request: HttpRequest) -> tuple[datetime, datetime, str, str]:
 
 
 def deployment(request: HttpRequest, name: str) -> HttpResponse:
-    found = next((d for d in _visible(request) if d.name == name), None)
-    if found is None:
-        raise Http404(f"no deployment named {name!r}")
+    found = _deployment_or_404(request, name)
     start, end, range_name, error = _range(request)
     series = queries.series(found, start, end)
     figures = {
@@ -113,7 +122,8 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
     """Open and acknowledged alerts first, then the resolved ones; the rules with their last values."""
     from django.core.paginator import Paginator
 
-    visible = [d.pk for d in _visible(request)]
+    deployments = _visible(request)
+    visible = [d.pk for d in deployments]
     found = Alert.objects.filter(deployment_id__in=visible).select_related("rule", "deployment", "acknowledged_by")
     active = list(found.exclude(status=AlertStatus.RESOLVED).order_by("-opened_at"))
     resolved = Paginator(found.filter(status=AlertStatus.RESOLVED).order_by("-resolved_at", "-id"), 25).get_page(
@@ -124,7 +134,6 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
         .select_related("deployment")
         .order_by("deployment__name", "name")
     )
-    deployments = _visible(request)
     levels = levels_for(request.user, [d.registered_model for d in deployments])  # one query for all of them
     editable = {d.pk for d in deployments if levels[d.registered_model_id] >= PERMISSION_RANK[Permission.EDIT]}
     return render(
@@ -137,7 +146,7 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def alert_action(request: HttpRequest, pk: int, act: str) -> HttpResponse:
     alert = Alert.objects.select_related("deployment__registered_model").filter(pk=pk).first()
-    if alert is None or alert.deployment not in _visible(request):
+    if alert is None or not _visible_qs(request).filter(pk=alert.deployment_id).exists():
         raise Http404("no such alert")
     if not can(request.user, alert.deployment.registered_model, Permission.EDIT):
         raise PermissionDenied("You need EDIT on the deployment's model to acknowledge or resolve its alerts.")
@@ -155,9 +164,7 @@ def alert_action(request: HttpRequest, pk: int, act: str) -> HttpResponse:
 
 def grafana_dashboard(request: HttpRequest, name: str) -> HttpResponse:
     """The deployment's Grafana dashboard (import it, or drop it in a provisioned dashboards folder)."""
-    found = next((d for d in _visible(request) if d.name == name), None)
-    if found is None:
-        raise Http404(f"no deployment named {name!r}")
+    found = _deployment_or_404(request, name)
     body = json.dumps(grafana.dashboard(found.name), indent=2)
     response = HttpResponse(body, content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="grafana-{found.name}.json"'
