@@ -32,7 +32,7 @@ from django.http import (
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import content_disposition_header, urlencode
 from django.views.decorators.http import require_POST
 
 from experiments import artifacts, charts, lineage, permissions, queries, services
@@ -54,6 +54,7 @@ from experiments.models import (
     now_ms,
 )
 from experiments.search import SearchError, runs_queryset
+from mlops_portal.views import safe_next
 
 EXPERIMENTS_PER_PAGE = 25
 RUNS_PER_PAGE = 50
@@ -161,13 +162,6 @@ def managed_experiment_ids(user: Any, experiments: list[Experiment]) -> set[int]
     return {pk for pk, level in permissions.levels_for(user, experiments).items() if level >= manage}
 
 
-def _safe_next(request: HttpRequest, fallback: str) -> str:
-    target = request.POST.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        return target
-    return fallback
-
-
 # Experiments list --------------------------------------------------------------------------------
 
 
@@ -218,7 +212,7 @@ def experiment_lifecycle(request: HttpRequest, experiment_id: int) -> HttpRespon
     else:
         verb = "Deleted" if action == "delete" else "Restored"
         messages.success(request, f"{verb} experiment “{experiment.name}” and its runs.")
-    return redirect(_safe_next(request, reverse("experiments:index")))
+    return redirect(safe_next(request, reverse("experiments:index")))
 
 
 # One experiment: the runs table ------------------------------------------------------------------
@@ -402,7 +396,7 @@ def format_csv_number(value: float) -> float | str:
 def runs_action(request: HttpRequest, experiment_id: int) -> HttpResponse:
     """The runs table's selection: compare the chosen runs, or delete or restore them (EDIT)."""
     experiment = _experiment_or_404(request.user, experiment_id)
-    back = _safe_next(request, reverse("experiments:experiment", args=[experiment.pk]))
+    back = safe_next(request, reverse("experiments:experiment", args=[experiment.pk]))
     run_ids = list(dict.fromkeys(request.POST.getlist("runs")))[:MAX_COMPARE_RUNS]
     action = request.POST.get("action")
     if not run_ids:

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 
 from accounts.decorators import public
@@ -101,3 +102,11 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     if _wants_json(request):
         return JsonResponse({"error": {"code": "bad_request", "message": "bad request", "field": None}}, status=400)
     return render(request, "400.html", status=400)
+
+
+def safe_next(request: HttpRequest, fallback: str) -> str:
+    """The posted `next` page when it is on this site (no open redirect), else `fallback`."""
+    target = request.POST.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return fallback

@@ -18,13 +18,13 @@ from django.db.models import Max, Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import role_required
 from experiments.mlflow_api.common import MlflowError
 from experiments.models import PERMISSION_RANK, LatestMetric, Permission
 from experiments.permissions import visible_experiments
+from mlops_portal.views import safe_next
 from registry import permissions, services
 from registry.lookups import registered_model_for, version_for
 from registry.models import ModelVersion, RegisteredModel, RegisteredModelAlias, RegistryEvent, Stage
@@ -182,8 +182,6 @@ def register_from_run(request: HttpRequest) -> HttpResponse:
         if exc.error_code == "PERMISSION_DENIED":
             raise PermissionDenied(exc.message) from None
         messages.error(request, exc.message)
-        back = request.POST.get("next") or ""
-        safe = url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure())
-        return redirect(back if back and safe else reverse("registry:index"))
+        return redirect(safe_next(request, reverse("registry:index")))
     messages.success(request, f"Registered version {version.version} of {version.model.name}.")
     return _back(version.model)
