@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from jobs import runner
@@ -40,17 +39,11 @@ def external_run(
         found = pipeline.versions.filter(number=version).first() if version else pipeline.latest_version()
         if found is None:
             raise ExternalStepError(f"{pipeline.name!r} has no version {version}" if version else "no definition")
-        try:
-            values = engine.run_params(found, params)
+        try:  # the engine's own run (numbering, step rows, audit); it starts no step of an external run
+            return engine.start_run(pipeline, params=params, trigger=TriggerKind.EXTERNAL, requested_by=user,
+                                    details={"key": key, "orchestrator": orchestrator}, version=found)  # fmt: skip
         except engine.RunError as exc:
             raise ExternalStepError(f"{exc.field}: {exc.message}") from None
-        number = (pipeline.runs.aggregate(n=Max("number"))["n"] or 0) + 1
-        run = PipelineRun.objects.create(
-            pipeline=pipeline, version=found, number=number, params=values, trigger=TriggerKind.EXTERNAL,
-            trigger_details={"key": key, "orchestrator": orchestrator}, requested_by=user or pipeline.owner,
-        )  # fmt: skip
-        StepRun.objects.bulk_create(StepRun(run=run, name=s["name"], type=s["type"]) for s in found.spec["steps"])
-    return run
 
 
 def run_step(run: PipelineRun, name: str) -> dict[str, Any]:
