@@ -99,7 +99,10 @@ class ModelServer:
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         # In-process by default (tests); the served app (wsgi.py) writes from a separate process.
-        self.prediction_log = prediction_log or PredictionLogger(settings.MODEL_SERVER_LOG_FLUSH_SECONDS)
+        # The given writer (the wsgi entry point's child process), else one in this process; none when off.
+        self.prediction_log = prediction_log or (
+            PredictionLogger(settings.MODEL_SERVER_LOG_FLUSH_SECONDS) if settings.MODEL_SERVER_LOG_PREDICTIONS else None
+        )
         self._reported: dict[int, str] = {}  # revision id -> load outcome already written to its row
 
     # Loading ---------------------------------------------------------------------------------------
@@ -185,7 +188,8 @@ class ModelServer:
         return Served(row.deployment.name, row.pk, version.pk, version.version, row.traffic_weight, model)
 
     def start_polling(self) -> None:
-        self.prediction_log.start()
+        if self.prediction_log is not None:
+            self.prediction_log.start()
 
         def loop() -> None:
             while not self._stop.is_set():
@@ -203,7 +207,8 @@ class ModelServer:
     def stop(self) -> None:
         """Stop polling and write the prediction log that is still queued (a clean shutdown loses none)."""
         self._stop.set()
-        self.prediction_log.stop()
+        if self.prediction_log is not None:
+            self.prediction_log.stop()
 
     @property
     def ready(self) -> bool:
@@ -247,7 +252,7 @@ class ModelServer:
         if labels["route"] not in ("/metrics", "/health", "/ready"):
             self.latency.labels(status=str(status), **labels).observe(elapsed)
         served = record.get("served")
-        if served is not None and settings.MODEL_SERVER_LOG_PREDICTIONS:
+        if served is not None and self.prediction_log is not None:
             self.prediction_log.log(
                 time=timezone.now(), request_id=request_id, deployment_id=served.deployment_id,
                 revision_id=served.revision_id, model_version=served.version, arm=served.arm,

@@ -242,3 +242,14 @@ def test_beyond_the_queue_cap_the_oldest_rows_are_dropped_and_counted(
     assert (logger.pending(), logger.dropped) == (3, 2)
     assert logger.flush() == 3
     assert logged_ids() == ["c", "d", "e"]
+
+
+def test_with_logging_off_the_server_has_no_writer_at_all(settings: Any) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from deployments.server.app import ModelServer
+
+    settings.MODEL_SERVER_LOG_PREDICTIONS = False
+    assert ModelServer(registry=CollectorRegistry()).prediction_log is None  # no idle thread, nothing to stop
+    settings.MODEL_SERVER_LOG_PREDICTIONS = True
+    assert isinstance(ModelServer(registry=CollectorRegistry()).prediction_log, PredictionLogger)
