@@ -13,6 +13,7 @@ from typing import Any
 
 from deployments.hooks import register_canary_check
 from deployments.models import PredictionLog, Rollout
+from monitoring.models import Feedback
 from monitoring.rollups import is_correct, pairs, trusted_truth
 
 MAX_ROWS = 20_000
@@ -21,7 +22,9 @@ MAX_ROWS = 20_000
 def accuracy_since(revision_id: int, deployment_id: int, since: Any) -> tuple[int, int]:
     """(labelled, correct) predictions of a revision since `since`, with the rollups' rules for what counts."""
     logs = PredictionLog.objects.filter(revision_id=revision_id, time__gte=since, status=200).exclude(outputs=None)
-    rows = list(logs.order_by("-time").values_list("request_id", "outputs")[:MAX_ROWS])
+    # Only predictions with feedback, chosen in SQL: a bake tick must not read every unlabelled output.
+    labelled = logs.filter(request_id__in=Feedback.objects.values("request_id"))
+    rows = list(labelled.order_by("-time").values_list("request_id", "outputs")[:MAX_ROWS])
     truth = trusted_truth([r for r, _ in rows], deployment_id)
     seen = correct = 0
     for request_id, outputs in rows:
