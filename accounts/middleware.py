@@ -95,3 +95,64 @@ class AuthRequiredMiddleware:
 
 def _csrf_protected(request: HttpRequest) -> HttpResponse:  # a stand-in view that is not csrf_exempt
     return HttpResponse()
+
+
+class HeaderAuthFastLaneMiddleware:
+    """Serve header-authenticated calls to `fast_lane` views without the rest of the middleware.
+
+    The mlflow client makes a call per logged metric, each a small JSON request with a token; the
+    session, CSRF, messages and common middleware have nothing to do for it, yet walking them and
+    resolving the URL cost about a third of the call. A view marked `fast_lane = True` (the MLflow
+    endpoints: JSON in and out, csrf_exempt, no session) is called straight from here when the
+    request carries an Authorization header, with exactly what the skipped middleware would have
+    given it: the header's user (or the same 401), the host validated against ALLOWED_HOSTS, the
+    resolver match (the metrics middleware labels by route) and the X-Frame-Options header. Sits
+    after the metrics and security middleware, so both still run. Anything else, a request without
+    the header included, takes the whole chain.
+    """
+
+    PREFIXES = ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/", "/api/3.0/mlflow/")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        from django.middleware.clickjacking import XFrameOptionsMiddleware
+
+        self.get_response = get_response
+        self._frame_options = XFrameOptionsMiddleware(get_response)
+        self._routes: dict[str, Any] = {}  # path -> ResolverMatch of a fast-lane view (None: not one)
+
+    def _match(self, path: str) -> Any:
+        try:
+            return self._routes[path]
+        except KeyError:
+            pass
+        from django.urls import Resolver404, resolve
+
+        try:
+            match = resolve(path)
+        except Resolver404:
+            match = None
+        if match is not None and (match.kwargs or not getattr(match.func, "fast_lane", False)):
+            match = None  # ids in the path: not worth a cache entry per id
+        if len(self._routes) < 512:  # paths are fixed by the URL conf; the bound guards against probing
+            self._routes[path] = match
+        return match
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        if "HTTP_AUTHORIZATION" not in request.META or not path.startswith(self.PREFIXES):
+            return self.get_response(request)
+        match = self._match(path)
+        if match is None:
+            return self.get_response(request)
+        request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it (DisallowedHost: a 400)
+        try:
+            result = authenticate_header(request)
+        except BadCredentials as exc:
+            return unauthenticated_response(request, str(exc))
+        if result is None:
+            return self.get_response(request)
+        request.user = result[0]
+        request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]
+        request.resolver_match = match
+        response = match.func(request, *match.args)
+        return self._frame_options.process_response(request, response)

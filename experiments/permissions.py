@@ -56,6 +56,27 @@ def object_level(user: Any, role: str, owner_id: Any, grant: str | None, *, at_l
     return level
 
 
+def sql_allows(user: Any, level: str, experiment: str = "e", grant: str = "g") -> tuple[str, list[Any]]:
+    """A SQL boolean, and its parameters, that is true exactly when `user` holds `level` on the
+    experiment row aliased `experiment` with the user's grant row (LEFT JOINed) aliased `grant`:
+    `_level` written for the database, so a write can check its permission in the statement that
+    writes (tests compare the two for every role, owner, grant, default and sandbox)."""
+    role = role_of(user)
+    need = PERMISSION_RANK[level]
+    if role is None or (role == Role.VIEWER and need > PERMISSION_RANK[Permission.READ]):
+        return "FALSE", []
+    if role == Role.ADMIN:
+        return "TRUE", []
+    default = PERMISSION_RANK[default_level()]
+    sandbox = max(default, PERMISSION_RANK[Permission.EDIT])
+    enough = [str(name) for name, rank in PERMISSION_RANK.items() if rank >= need]
+    return (
+        f"COALESCE({experiment}.owner_id = %s, FALSE) OR COALESCE({grant}.level = ANY(%s), FALSE)"
+        f" OR ({grant}.level IS NULL AND CASE WHEN {experiment}.id = 0 THEN %s ELSE %s END)",
+        [user.pk, enough, sandbox >= need, default >= need],
+    )
+
+
 def _level(user: Any, role: str, experiment: Experiment, grant: str | None) -> int:
     # "Default" is the shared sandbox every MLflow script logs to unless told otherwise.
     sandbox = Permission.EDIT if experiment.pk == 0 else None

@@ -249,6 +249,21 @@ def _keys_cte(name: str) -> str:
     )
 
 
+def _guarded_keys_cte(name: str) -> str:
+    """`_keys_cte` for the experiment of the statement's `guard` row, when the guard allows (params:
+    kind, keys)."""
+    return (
+        f" {name} AS (INSERT INTO {ExperimentKey._meta.db_table} (experiment_id, kind, key)"  # noqa: S608
+        " SELECT guard.w_exp, %s, k FROM guard, unnest(%s::varchar[]) AS u(k) WHERE guard.w_ok"
+        " ORDER BY k ON CONFLICT DO NOTHING)"
+    )
+
+
+# The `guard` CTE of a write whose owner is already read and checked: the owner, its experiment (or
+# NULL) and a yes (see experiments.mlflow_api.lookups.RunGuard for the one that checks).
+KNOWN_OWNER = "guard AS (SELECT %s AS w_run, %s::bigint AS w_exp, TRUE AS w_ok)"
+
+
 def remember_keys(experiment_id: int, kind: str, keys: Iterable[str]) -> None:
     """Record keys in ExperimentKey where they are not written by one of the statements above."""
     keys = sorted(set(keys))
@@ -369,7 +384,28 @@ def store_immutable_params(
     # One key on its own writes nothing when it clashes, so it needs no transaction (no BEGIN and
     # COMMIT round trips); several keys must not leave the new ones behind when one clashes.
     with transaction.atomic() if len(clean) > 1 else nullcontext():
-        existing = _store_params(model, owner_column, owner_id, clean, experiment_id)
+        if connection.vendor == "postgresql":
+            _, existing = _store_params_postgres(
+                KNOWN_OWNER, [owner_id, experiment_id], 3, model, owner_column, clean, experiment_id is not None
+            )
+        else:
+            existing = _store_params(model, owner_column, owner_id, clean, experiment_id)
+        _refuse_changed_params(clean, existing, owner)
+
+
+def log_params_guarded(guard: Any, params: list[tuple[Any, Any]]) -> Run:
+    """`log_params` for a run not read yet (PostgreSQL): one statement finds the run, checks the
+    caller's permission and writes (see RunGuard). The run, or the lookup's error."""
+    clean = clean_params(params)
+    with transaction.atomic() if len(clean) > 1 else nullcontext():
+        row, existing = _store_params_postgres(guard.cte, guard.params, guard.columns, Param, "run_id", clean, True)
+        run = guard.resolve(row)
+        if clean:
+            _refuse_changed_params(clean, existing, f"run ID='{run.run_uuid}'")
+    return run
+
+
+def _refuse_changed_params(clean: dict[str, str], existing: dict[str, str], owner: str) -> None:
     for key, value in clean.items():
         if existing.get(key) != value:
             raise invalid(
@@ -378,58 +414,77 @@ def store_immutable_params(
             )
 
 
-def _store_params(
-    model: type[models.Model], owner_column: str, owner_id: Any, clean: dict[str, str], experiment_id: int | None
-) -> dict[str, str]:
-    """Insert the new keys; return every key's stored value."""
+def _store_params_postgres(
+    source: str,
+    source_params: list[Any],
+    source_width: int,
+    model: type[models.Model],
+    owner_column: str,
+    clean: dict[str, str],
+    remember: bool,
+) -> tuple[Any, dict[str, str]]:
+    """Insert the new keys for the owner of the `guard` CTE `source` (if it allows); the guard's row
+    (None: no such owner) and every key's stored value, in one statement (a statement's snapshot
+    does not see its own inserts, which are ours by definition)."""
     table = model._meta.db_table
     keys = list(clean)
     with rawsql.prepared_cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One statement: the insert, and what was stored before it (a statement's snapshot
-            # does not see its own inserts, which are ours by definition).
-            remember = ("," + _keys_cte("param_keys")) if experiment_id is not None else ""
-            cursor.execute(
-                "WITH new AS (SELECT * FROM unnest(%s::varchar[], %s::text[]) AS u(k, v)),"  # noqa: S608
-                f" ins AS (INSERT INTO {table} ({owner_column}, key, value) SELECT %s, k, v FROM new"
-                f" ON CONFLICT DO NOTHING RETURNING key){remember}"
-                # A subquery per key, so each is one probe of the (owner, key) index: a join would
-                # read every param of the owner and filter them.
-                f" SELECT new.k, (SELECT old.value FROM {table} old WHERE old.{owner_column} = %s AND old.key = new.k),"
-                " new.k IN (SELECT key FROM ins) FROM new",
-                [
-                    keys,
-                    list(clean.values()),
-                    owner_id,
-                    *((experiment_id, ExperimentKey.Kind.PARAM, sorted(keys)) if remember else ()),
-                    owner_id,
-                ],
-            )
-            existing: dict[str, str] = {}
-            raced = []
-            for key, old_value, inserted in cursor.fetchall():
-                if inserted:
-                    existing[key] = clean[key]
-                elif old_value is not None:
-                    existing[key] = old_value
-                else:  # another request stored this key after our snapshot began: read what it wrote
-                    raced.append(key)
-            if raced:
-                cursor.execute(
-                    f"SELECT key, value FROM {table} WHERE {owner_column} = %s AND key = ANY(%s)",  # noqa: S608
-                    [owner_id, raced],
-                )
-                existing.update(cursor.fetchall())
-            return existing
-        owner_field = model._meta.get_field(owner_column.removesuffix("_id"))
-        model.objects.bulk_create(
-            [model(**{owner_field.attname: owner_id, "key": k, "value": v}) for k, v in clean.items()],
-            ignore_conflicts=True,
+        cursor.execute(
+            f"WITH {source}, new AS (SELECT * FROM unnest(%s::varchar[], %s::text[]) AS u(k, v)),"  # noqa: S608
+            f" ins AS (INSERT INTO {table} ({owner_column}, key, value) SELECT guard.w_run, k, v FROM guard, new"
+            " WHERE guard.w_ok ON CONFLICT DO NOTHING RETURNING key)"
+            + ("," + _guarded_keys_cte("param_keys") if remember else "")
+            # A subquery per key, so each is one probe of the (owner, key) index: a join would read
+            # every param of the owner and filter them. The guard's row comes with every key (and
+            # alone when there are none).
+            + f" SELECT guard.*, new.k, (SELECT old.value FROM {table} old"  # noqa: S608
+            f" WHERE old.{owner_column} = guard.w_run AND old.key = new.k), new.k IN (SELECT key FROM ins)"
+            " FROM guard LEFT JOIN new ON TRUE",
+            [
+                *source_params,
+                keys,
+                list(clean.values()),
+                *((ExperimentKey.Kind.PARAM, sorted(keys)) if remember else ()),
+            ],
         )
-        rows = model.objects.filter(**{owner_field.attname: owner_id, "key__in": keys})
-        if experiment_id is not None:
-            remember_keys(experiment_id, ExperimentKey.Kind.PARAM, keys)
-        return dict(rows.values_list("key", "value"))
+        rows = cursor.fetchall()
+        if not rows:
+            return None, {}
+        existing: dict[str, str] = {}
+        raced = []
+        for row in rows:
+            key, old_value, inserted = row[source_width:]
+            if key is None:
+                continue
+            if inserted:
+                existing[key] = clean[key]
+            elif old_value is not None:
+                existing[key] = old_value
+            elif row[source_width - 1]:  # another request stored this key after our snapshot began
+                raced.append(key)
+        if raced:
+            cursor.execute(
+                f"SELECT key, value FROM {table} WHERE {owner_column} = %s AND key = ANY(%s)",  # noqa: S608
+                [rows[0][source_width - 3], raced],
+            )
+            existing.update(cursor.fetchall())
+        return rows[0][:source_width], existing
+
+
+def _store_params(
+    model: type[models.Model], owner_column: str, owner_id: Any, clean: dict[str, str], experiment_id: int | None
+) -> dict[str, str]:
+    """Insert the new keys; return every key's stored value (SQLite)."""
+    keys = list(clean)
+    owner_field = model._meta.get_field(owner_column.removesuffix("_id"))
+    model.objects.bulk_create(
+        [model(**{owner_field.attname: owner_id, "key": k, "value": v}) for k, v in clean.items()],
+        ignore_conflicts=True,
+    )
+    rows = model.objects.filter(**{owner_field.attname: owner_id, "key__in": keys})
+    if experiment_id is not None:
+        remember_keys(experiment_id, ExperimentKey.Kind.PARAM, keys)
+    return dict(rows.values_list("key", "value"))
 
 
 def log_params(run: Run, params: list[tuple[Any, Any]]) -> None:
@@ -479,13 +534,36 @@ def _latest_key(point: MetricPoint) -> tuple[int, int, float]:
 def log_metrics(run: Run, points: list[MetricPoint]) -> None:
     """Append metric points (identical points are stored once) and move each key's latest value.
 
-    Two statements whatever the batch size: a multi-row INSERT that skips points already stored (so a
-    retried request adds nothing), and an upsert of the latest value per key that only moves forward
-    (so concurrent batches for the same run cannot move it backwards).
+    On PostgreSQL one statement whatever the batch size: an INSERT that skips points already stored
+    (so a retried request adds nothing), and an upsert of the latest value per key that only moves
+    forward (so concurrent batches for the same run cannot move it backwards).
     """
     require_active(run)
     if not points:
         return
+    newest = _check_points(points)
+    if connection.vendor == "postgresql":
+        # One statement (a data-modifying CTE) is atomic by itself: no BEGIN and COMMIT round trips.
+        with rawsql.prepared_cursor() as cursor:
+            _insert_points_postgres(cursor, KNOWN_OWNER, [run.pk, run.experiment_id], points, newest)
+        return
+    _insert_points_sqlite(run, points, newest)
+
+
+def log_metrics_guarded(guard: Any, points: list[MetricPoint]) -> Run:
+    """`log_metrics` for a run not read yet (PostgreSQL): one statement finds the run, checks the
+    caller's permission and writes (see RunGuard). The run, or the lookup's error."""
+    with rawsql.prepared_cursor() as cursor:
+        if points:
+            row = _insert_points_postgres(cursor, guard.cte, guard.params, points, _check_points(points))
+        else:
+            cursor.execute(f"WITH {guard.cte} SELECT * FROM guard", guard.params)  # noqa: S608
+            row = cursor.fetchone()
+    return guard.resolve(row)
+
+
+def _check_points(points: list[MetricPoint]) -> list[MetricPoint]:
+    """Validate the keys; the newest point of each key (MLflow's order: step, timestamp, value)."""
     checked: set[str] = set()
     for index, point in enumerate(points):
         if point.key not in checked:
@@ -500,18 +578,21 @@ def log_metrics(run: Run, points: list[MetricPoint]) -> None:
         mine, theirs = (p.step, p.timestamp), (current.step, current.timestamp)
         if mine > theirs or (mine == theirs and _latest_key(p) > _latest_key(current)):
             newest[p.key] = p
+    return list(newest.values())
+
+
+def _upsert_latest() -> str:
     latest_table = LatestMetric._meta.db_table
-    upsert_latest = (
+    return (
         f" ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan,"
         f" timestamp = excluded.timestamp, step = excluded.step"
         f" WHERE (excluded.step, excluded.timestamp, excluded.value)"
         f" > ({latest_table}.step, {latest_table}.timestamp, {latest_table}.value)"
     )
-    if connection.vendor == "postgresql":
-        # One statement (a data-modifying CTE) is atomic by itself: no BEGIN and COMMIT round trips.
-        with rawsql.prepared_cursor() as cursor:
-            _insert_points_postgres(cursor, run, points, list(newest.values()), upsert_latest)
-        return
+
+
+def _insert_points_sqlite(run: Run, points: list[MetricPoint], newest: list[MetricPoint]) -> None:
+    latest_table = LatestMetric._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
         inserted = _insert_points_values(
             cursor,
@@ -522,8 +603,8 @@ def log_metrics(run: Run, points: list[MetricPoint]) -> None:
             " RETURNING key, value, is_nan, step",
         )
         _upsert_buckets_values(cursor, run.pk, summarise_buckets(inserted))
-        _insert_points_values(cursor, run.pk, list(newest.values()), latest_table, upsert_latest)
-        remember_keys(run.experiment_id, ExperimentKey.Kind.METRIC, newest)
+        _insert_points_values(cursor, run.pk, newest, latest_table, _upsert_latest())
+        remember_keys(run.experiment_id, ExperimentKey.Kind.METRIC, [p.key for p in newest])
 
 
 _COLUMNS = "(run_id, key, value, is_nan, timestamp, step)"
@@ -556,38 +637,39 @@ _INF = float("inf")
 
 
 def _insert_points_postgres(
-    cursor: Any, run: Run, points: list[MetricPoint], newest: list[MetricPoint], upsert_latest: str
-) -> None:
-    """Array parameters keep the statement's text the same whatever the batch size, so PostgreSQL and
-    psycopg reuse the parsed statement (6,000 placeholders would be re-parsed each time)."""
+    cursor: Any, source: str, source_params: list[Any], points: list[MetricPoint], newest: list[MetricPoint]
+) -> Any:
+    """Write the points for the run of the `guard` CTE `source`, if it allows; the guard's row (None:
+    no such run). Array parameters keep the statement's text the same whatever the batch size, so
+    PostgreSQL and psycopg reuse the parsed statement (6,000 placeholders would be re-parsed)."""
     bucket_table = MetricBucket._meta.db_table
     cursor.execute(
-        f"WITH appended AS (INSERT INTO {Metric._meta.db_table} {_COLUMNS}"  # noqa: S608
-        f" SELECT %s, k, v, n, t, s FROM {_UNNEST} ON CONFLICT DO NOTHING RETURNING key, value, is_nan, step),"
-        + _keys_cte("metric_keys")
+        f"WITH {source}, appended AS (INSERT INTO {Metric._meta.db_table} {_COLUMNS}"  # noqa: S608
+        f" SELECT guard.w_run, k, v, n, t, s FROM guard, {_UNNEST} WHERE guard.w_ok"
+        " ON CONFLICT DO NOTHING RETURNING run_id, key, value, is_nan, step),"
+        + _guarded_keys_cte("metric_keys")
         # The points actually inserted, summarised per block of steps (see MetricBucket).
         + f", bucketed AS (INSERT INTO {bucket_table} {_BUCKET_COLUMNS}"  # noqa: S608
-        f" SELECT %s, key, step >> {BUCKET_BITS}, count(*), count(*) FILTER (WHERE NOT f),"
+        f" SELECT run_id, key, step >> {BUCKET_BITS}, count(*), count(*) FILTER (WHERE NOT f),"
         " min(value) FILTER (WHERE f), (array_agg(step ORDER BY value, step) FILTER (WHERE f))[1],"
         " max(value) FILTER (WHERE f), (array_agg(step ORDER BY value DESC, step) FILTER (WHERE f))[1]"
-        " FROM (SELECT key, value, step,"
+        " FROM (SELECT run_id, key, value, step,"
         " NOT is_nan AND value <> 'Infinity'::float8 AND value <> '-Infinity'::float8 AS f FROM appended) a"
-        f" GROUP BY key, step >> {BUCKET_BITS} ORDER BY 2, 3"
+        f" GROUP BY run_id, key, step >> {BUCKET_BITS} ORDER BY 2, 3"
         + _bucket_upsert()
-        + ")"
-        + f" INSERT INTO {LatestMetric._meta.db_table} {_COLUMNS} SELECT %s, k, v, n, t, s FROM {_UNNEST}"  # noqa: S608
-        + upsert_latest,
+        + f"), latest AS (INSERT INTO {LatestMetric._meta.db_table} {_COLUMNS}"  # noqa: S608
+        f" SELECT guard.w_run, k, v, n, t, s FROM guard, {_UNNEST} WHERE guard.w_ok"
+        + _upsert_latest()
+        + ") SELECT * FROM guard",
         [
-            run.pk,
+            *source_params,
             *_arrays(points),
-            run.experiment_id,
             ExperimentKey.Kind.METRIC,
             sorted(p.key for p in newest),
-            run.pk,
-            run.pk,
             *_arrays(newest),
         ],
     )
+    return cursor.fetchone()
 
 
 def _insert_points_values(

@@ -178,12 +178,15 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
 Handler = Callable[..., Any]
 
 
-def _call_with_reconnect(handler: Handler, request: HttpRequest, data: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+def _call_with_reconnect(
+    handler: Handler, request: HttpRequest, data: dict[str, Any], kwargs: dict[str, Any], idempotent: bool = False
+) -> Any:
     """Run the handler without Django's per-request `SELECT 1` connection check (a round trip on
     every call the `mlflow` client makes). A connection the database dropped (it restarted) shows on
-    the handler's first statement instead; when that statement was a read (every handler starts
-    with a lookup), nothing was written, so the connection is replaced and the call run once more.
-    A failure later, or on a write, is answered as it is: the write may have committed."""
+    the handler's first statement instead; when that statement was a read (most handlers start with
+    a lookup), nothing was written, so the connection is replaced and the call run once more. So is
+    an `idempotent` handler's first statement (a write that, run twice, stores what it stores once).
+    A failure later, or on another write, is answered as it is: the write may have committed."""
     conn = connections[DEFAULT_DB_ALIAS]
     if conn.in_atomic_block or not conn.health_check_enabled:
         return handler(request, data, **kwargs)
@@ -198,16 +201,17 @@ def _call_with_reconnect(handler: Handler, request: HttpRequest, data: dict[str,
         with conn.execute_wrapper(record):
             return handler(request, data, **kwargs)
     except (OperationalError, InterfaceError):
-        first_read = len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT")
-        if not first_read or conn.in_atomic_block or conn.is_usable():
+        first_safe = len(statements) == 1 and (idempotent or statements[0].lstrip().upper().startswith("SELECT"))
+        if not first_safe or conn.in_atomic_block or conn.is_usable():
             raise
         logger.warning("database connection lost; reconnecting", extra={"path": request.path})
         conn.close()
         return handler(request, data, **kwargs)
 
 
-def endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpResponse]]:
-    """Wrap a handler `(request, data, **kwargs) -> dict` into a view speaking MLflow's protocol."""
+def endpoint(*methods: str, idempotent: bool = False) -> Callable[[Handler], Callable[..., HttpResponse]]:
+    """Wrap a handler `(request, data, **kwargs) -> dict` into a view speaking MLflow's protocol.
+    `idempotent`: the handler may run again after its first statement failed (see below)."""
 
     def decorator(handler: Handler) -> Callable[..., HttpResponse]:
         @csrf_exempt
@@ -219,7 +223,7 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpResponse]]:
                 )
             try:
                 data = read_json(request)
-                result = _call_with_reconnect(handler, request, data, kwargs)
+                result = _call_with_reconnect(handler, request, data, kwargs, idempotent)
             except MlflowError as exc:
                 return error_response(exc)
             except DatabaseError:
@@ -230,6 +234,9 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpResponse]]:
             return json_response(result if result is not None else {})
 
         view.mlflow_methods = methods  # type: ignore[attr-defined]
+        # JSON in and out, no session, no CSRF: header-authenticated calls skip the rest of the
+        # middleware (accounts.middleware.HeaderAuthFastLaneMiddleware).
+        view.fast_lane = True  # type: ignore[attr-defined]
         return view
 
     return decorator

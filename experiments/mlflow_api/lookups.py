@@ -6,7 +6,7 @@ from typing import Any
 
 from experiments import permissions
 from experiments.mlflow_api.common import MlflowError, invalid, not_found
-from experiments.models import PERMISSION_RANK, Experiment, ExperimentPermission, Permission, Run
+from experiments.models import PERMISSION_RANK, Experiment, ExperimentPermission, LifecycleStage, Permission, Run
 from mlops_portal import rawsql
 
 
@@ -103,3 +103,46 @@ def _run_with_grant(user: Any, run_id: str) -> tuple[Run | None, str | None]:
     run = rawsql.load(Run, row)
     run.experiment = rawsql.load(Experiment, row, rawsql.width(Run))
     return run, row[-1]
+
+
+class RunGuard:
+    """The run lookup and its permission check as a CTE named `guard`, for a write statement that
+    checks and writes in one round trip (the mlflow client's per-metric and per-param calls).
+
+    The statement writes only from `guard` rows where `w_ok` (the user holds `level` and the run is
+    active; `w_run`, `w_exp`: the run and its experiment) and returns the guard's row, which
+    `resolve` turns into the run or into the error `run_for` would have raised, nothing written.
+    PostgreSQL only (a data-modifying CTE).
+    """
+
+    def __init__(self, user: Any, run_id: Any, level: str) -> None:
+        if not run_id or not isinstance(run_id, str):
+            raise invalid("Missing value for required parameter 'run_id'.")
+        self.user, self.run_id, self.level = user, run_id, level
+        allowed, allowed_params = permissions.sql_allows(user, level)
+        self.cte = (
+            f"guard AS (SELECT {rawsql.select_list(Run, 'r')}, {rawsql.select_list(Experiment, 'e')},"  # noqa: S608
+            f" g.level AS w_grant, r.run_uuid AS w_run, r.experiment_id AS w_exp,"
+            f" (r.lifecycle_stage = %s AND ({allowed})) AS w_ok"
+            f" FROM {Run._meta.db_table} r JOIN {Experiment._meta.db_table} e ON e.id = r.experiment_id"
+            f" LEFT JOIN {ExperimentPermission._meta.db_table} g"
+            " ON g.experiment_id = r.experiment_id AND g.user_id = %s"
+            " WHERE r.run_uuid = %s)"
+        )
+        self.params: list[Any] = [LifecycleStage.ACTIVE, *allowed_params, getattr(user, "pk", None), run_id]
+        self.columns = rawsql.width(Run) + rawsql.width(Experiment) + 4  # what `SELECT guard.*` returns
+
+    def resolve(self, row: Any) -> Run:
+        """The run from the guard's columns (at the start of `row`), or the lookup's error."""
+        if row is None:
+            raise not_found(f"Run with id={self.run_id} not found")
+        run = rawsql.load(Run, row)
+        run.experiment = rawsql.load(Experiment, row, rawsql.width(Run))
+        grant = row[rawsql.width(Run) + rawsql.width(Experiment)]
+        check(self.user, run.experiment, self.level, missing=f"Run with id={self.run_id} not found", grant=grant)
+        from experiments.services import require_active
+
+        require_active(run)
+        if not row[self.columns - 1]:  # the statement refused what Python allows: never written, so say so
+            raise MlflowError("the write was refused by the database's permission check; try again", "INTERNAL_ERROR")
+        return run

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest
 
 from experiments import permissions, services
@@ -21,7 +21,7 @@ from experiments.mlflow_api.common import (
     parse_int,
     require_str,
 )
-from experiments.mlflow_api.lookups import experiment_for, run_for
+from experiments.mlflow_api.lookups import RunGuard, experiment_for, run_for
 from experiments.models import Experiment, LifecycleStage, LoggedModel, Metric, Permission, Run, RunOutput
 from experiments.services import MetricPoint
 from mlops_portal import rawsql
@@ -236,16 +236,26 @@ def _checked_metric_point(raw: Any, path: str) -> MetricPoint:
     )
 
 
-@endpoint("POST")
+@endpoint("POST", idempotent=True)  # an identical point is stored once
 def log_metric(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
-    run = run_for(request.user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
+    run_id = data.get("run_id") or data.get("run_uuid")
+    if connection.vendor == "postgresql":  # the lookup, the permission and the write in one statement
+        services.log_metrics_guarded(RunGuard(request.user, run_id, Permission.EDIT), [_metric_point(data, lambda: "")])
+        return {}
+    run = run_for(request.user, run_id, Permission.EDIT)
     services.log_metrics(run, [_metric_point(data, lambda: "")])
     return {}
 
 
-@endpoint("POST")
+@endpoint("POST", idempotent=True)  # the same value again is accepted
 def log_param(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
-    run = run_for(request.user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
+    run_id = data.get("run_id") or data.get("run_uuid")
+    if connection.vendor == "postgresql":
+        services.log_params_guarded(
+            RunGuard(request.user, run_id, Permission.EDIT), [(data.get("key"), data.get("value"))]
+        )
+        return {}
+    run = run_for(request.user, run_id, Permission.EDIT)
     services.log_params(run, [(data.get("key"), data.get("value"))])
     return {}
 

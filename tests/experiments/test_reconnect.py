@@ -60,5 +60,5 @@ def test_a_logging_call_on_a_live_connection_sends_no_health_check(editor: Any, 
     with CaptureQueriesContext(connection) as queries:
         assert log_metric(headers, run.pk, 2).status_code == 200
     assert checks == []
-    # The run (with the caller's grant) and one insert statement: nothing else.
-    assert len(queries.captured_queries) == 2, [q["sql"][:80] for q in queries.captured_queries]
+    # One statement: the run, the caller's grant and the insert (see RunGuard); nothing else.
+    assert len(queries.captured_queries) == 1, [q["sql"][:80] for q in queries.captured_queries]
