@@ -212,8 +212,10 @@ class PredictionLog(models.Model):
 
     time = models.DateTimeField(db_index=True)
     request_id = models.CharField(max_length=64, db_index=True)
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
-    revision = models.ForeignKey(DeploymentRevision, on_delete=models.CASCADE, related_name="+")
+    # No index of their own: the (revision, time) and (deployment, time) indexes below lead with them, and
+    # every index is work for each of the hundreds of rows a second the model server writes.
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    revision = models.ForeignKey(DeploymentRevision, on_delete=models.CASCADE, related_name="+", db_index=False)
     model_version = models.PositiveIntegerField()
     arm = models.CharField(max_length=8, default="stable", help_text="stable or canary")
     latency_ms = models.FloatField()
