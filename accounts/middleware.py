@@ -118,23 +118,21 @@ class HeaderAuthFastLaneMiddleware:
 
         self.get_response = get_response
         self._frame_options = XFrameOptionsMiddleware(get_response)
-        self._routes: dict[str, Any] = {}  # path -> ResolverMatch of a fast-lane view (None: not one)
+        self._routes: dict[str, Any] = {}  # path -> ResolverMatch of a fast-lane view
 
     def _match(self, path: str) -> Any:
-        try:
-            return self._routes[path]
-        except KeyError:
-            pass
+        match = self._routes.get(path)
+        if match is not None:
+            return match
         from django.urls import Resolver404, resolve
 
         try:
             match = resolve(path)
         except Resolver404:
-            match = None
-        if match is not None and (match.kwargs or not getattr(match.func, "fast_lane", False)):
-            match = None  # ids in the path: not worth a cache entry per id
-        if len(self._routes) < 512:  # paths are fixed by the URL conf; the bound guards against probing
-            self._routes[path] = match
+            return None
+        if match.kwargs or not getattr(match.func, "fast_lane", False):
+            return None  # ids in the path (not worth an entry per id), or not a fast-lane view
+        self._routes[path] = match  # a finite set: the URL conf's fixed paths
         return match
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -155,4 +153,6 @@ class HeaderAuthFastLaneMiddleware:
         request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]
         request.resolver_match = match
         response = match.func(request, *match.args)
+        if not response.streaming and not response.has_header("Content-Length"):
+            response["Content-Length"] = str(len(response.content))  # as CommonMiddleware sets it
         return self._frame_options.process_response(request, response)
