@@ -100,16 +100,21 @@ def next_time(cron: str, after: datetime) -> datetime:
     return croniter(cron_expression(cron), after.astimezone(zone)).get_next(datetime).astimezone(ZoneInfo("UTC"))
 
 
-def create_schedule(pipeline: Pipeline, cron: str, *, params: Any = None, catchup: bool = False,
-                    actor: Any) -> Schedule:  # fmt: skip
-    cron_expression(cron)
+def _check_params(pipeline: Pipeline, params: Any, undefined: str) -> None:
+    """The params a schedule or trigger will start runs with, checked against the newest definition."""
     version = pipeline.latest_version()
     if version is None:
-        raise SpecError("pipeline", "define the pipeline before scheduling it")
+        raise SpecError("pipeline", undefined)
     try:
         engine.run_params(version, params)
     except engine.RunError as exc:
         raise SpecError(exc.field, exc.message) from None
+
+
+def create_schedule(pipeline: Pipeline, cron: str, *, params: Any = None, catchup: bool = False,
+                    actor: Any) -> Schedule:  # fmt: skip
+    cron_expression(cron)
+    _check_params(pipeline, params, "define the pipeline before scheduling it")
     with transaction.atomic():
         schedule = Schedule.objects.create(
             pipeline=pipeline, cron=cron.strip(), params=params or {}, catchup=catchup,
@@ -184,13 +189,7 @@ def create_trigger(pipeline: Pipeline, kind: str, source: str, *, params: Any = 
         raise SpecError("source", "the dataset's or the deployment's name")
     if not isinstance(params, dict | None):
         raise SpecError("params", "an object of parameter values (templates like {{ event.version }} allowed)")
-    version = pipeline.latest_version()
-    if version is None:
-        raise SpecError("pipeline", "define the pipeline before adding triggers")
-    try:
-        engine.run_params(version, params)
-    except engine.RunError as exc:
-        raise SpecError(exc.field, exc.message) from None
+    _check_params(pipeline, params, "define the pipeline before adding triggers")
     if not isinstance(cooldown_seconds, int) or not 0 <= cooldown_seconds <= 30 * 86400:
         raise SpecError("cooldown_seconds", "from 0 to 2592000")
     with transaction.atomic():
