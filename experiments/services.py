@@ -262,6 +262,7 @@ def _guarded_keys_cte(name: str) -> str:
 # The `guard` CTE of a write whose owner is already read and checked: the owner, its experiment (or
 # NULL) and a yes (see experiments.mlflow_api.lookups.RunGuard for the one that checks).
 KNOWN_OWNER = "guard AS (SELECT %s AS w_run, %s::bigint AS w_exp, TRUE AS w_ok)"
+KNOWN_OWNER_COLUMNS = 3
 
 
 def remember_keys(experiment_id: int, kind: str, keys: Iterable[str]) -> None:
@@ -386,7 +387,13 @@ def store_immutable_params(
     with transaction.atomic() if len(clean) > 1 else nullcontext():
         if connection.vendor == "postgresql":
             _, existing = _store_params_postgres(
-                KNOWN_OWNER, [owner_id, experiment_id], 3, model, owner_column, clean, experiment_id is not None
+                KNOWN_OWNER,
+                [owner_id, experiment_id],
+                KNOWN_OWNER_COLUMNS,
+                model,
+                owner_column,
+                clean,
+                experiment_id is not None,
             )
         else:
             existing = _store_params(model, owner_column, owner_id, clean, experiment_id)
@@ -394,9 +401,14 @@ def store_immutable_params(
 
 
 def log_params_guarded(guard: Any, params: list[tuple[Any, Any]]) -> Run:
-    """`log_params` for a run not read yet (PostgreSQL): one statement finds the run, checks the
-    caller's permission and writes (see RunGuard). The run, or the lookup's error."""
+    """`log_params` for a run not read yet: on PostgreSQL one statement finds the run, checks the
+    caller's permission and writes (see RunGuard); elsewhere the lookup, then the write. The params
+    are checked first either way. The run, or the lookup's error."""
     clean = clean_params(params)
+    if connection.vendor != "postgresql":
+        run = guard.lookup()
+        log_params(run, params)
+        return run
     with transaction.atomic() if len(clean) > 1 else nullcontext():
         row, existing = _store_params_postgres(guard.cte, guard.params, guard.columns, Param, "run_id", clean, True)
         run = guard.resolve(row)
@@ -551,11 +563,17 @@ def log_metrics(run: Run, points: list[MetricPoint]) -> None:
 
 
 def log_metrics_guarded(guard: Any, points: list[MetricPoint]) -> Run:
-    """`log_metrics` for a run not read yet (PostgreSQL): one statement finds the run, checks the
-    caller's permission and writes (see RunGuard). The run, or the lookup's error."""
+    """`log_metrics` for a run not read yet: on PostgreSQL one statement finds the run, checks the
+    caller's permission and writes (see RunGuard); elsewhere the lookup, then the write. The points
+    are checked first either way. The run, or the lookup's error."""
+    newest = _check_points(points)
+    if connection.vendor != "postgresql":
+        run = guard.lookup()
+        log_metrics(run, points)
+        return run
     with rawsql.prepared_cursor() as cursor:
         if points:
-            row = _insert_points_postgres(cursor, guard.cte, guard.params, points, _check_points(points))
+            row = _insert_points_postgres(cursor, guard.cte, guard.params, points, newest)
         else:
             cursor.execute(f"WITH {guard.cte} SELECT * FROM guard", guard.params)  # noqa: S608
             row = cursor.fetchone()

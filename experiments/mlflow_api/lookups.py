@@ -112,7 +112,7 @@ class RunGuard:
     The statement writes only from `guard` rows where `w_ok` (the user holds `level` and the run is
     active; `w_run`, `w_exp`: the run and its experiment) and returns the guard's row, which
     `resolve` turns into the run or into the error `run_for` would have raised, nothing written.
-    PostgreSQL only (a data-modifying CTE).
+    The statement needs PostgreSQL (a data-modifying CTE); elsewhere `lookup` is `run_for`.
     """
 
     def __init__(self, user: Any, run_id: Any, level: str) -> None:
@@ -131,6 +131,10 @@ class RunGuard:
         )
         self.params: list[Any] = [LifecycleStage.ACTIVE, *allowed_params, getattr(user, "pk", None), run_id]
         self.columns = rawsql.width(Run) + rawsql.width(Experiment) + 4  # what `SELECT guard.*` returns
+
+    def lookup(self) -> Run:
+        """The run by a query of its own, as `run_for` reads it (databases without the statement)."""
+        return run_for(self.user, self.run_id, self.level)
 
     def resolve(self, row: Any) -> Run:
         """The run from the guard's columns (at the start of `row`), or the lookup's error."""

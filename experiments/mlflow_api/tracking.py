@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.http import HttpRequest
 
 from experiments import permissions, services
@@ -238,25 +238,16 @@ def _checked_metric_point(raw: Any, path: str) -> MetricPoint:
 
 @endpoint("POST", idempotent=True)  # an identical point is stored once
 def log_metric(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
-    run_id = data.get("run_id") or data.get("run_uuid")
-    if connection.vendor == "postgresql":  # the lookup, the permission and the write in one statement
-        services.log_metrics_guarded(RunGuard(request.user, run_id, Permission.EDIT), [_metric_point(data, lambda: "")])
-        return {}
-    run = run_for(request.user, run_id, Permission.EDIT)
-    services.log_metrics(run, [_metric_point(data, lambda: "")])
+    # The lookup, the permission and the write in one statement (see RunGuard).
+    guard = RunGuard(request.user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
+    services.log_metrics_guarded(guard, [_metric_point(data, lambda: "")])
     return {}
 
 
 @endpoint("POST", idempotent=True)  # the same value again is accepted
 def log_param(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
-    run_id = data.get("run_id") or data.get("run_uuid")
-    if connection.vendor == "postgresql":
-        services.log_params_guarded(
-            RunGuard(request.user, run_id, Permission.EDIT), [(data.get("key"), data.get("value"))]
-        )
-        return {}
-    run = run_for(request.user, run_id, Permission.EDIT)
-    services.log_params(run, [(data.get("key"), data.get("value"))])
+    guard = RunGuard(request.user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
+    services.log_params_guarded(guard, [(data.get("key"), data.get("value"))])
     return {}
 
 
