@@ -128,7 +128,7 @@ def test_the_owner_and_an_edit_grant_write_and_a_deleted_run_takes_nothing(
 
 @pytest.mark.django_db
 def test_header_authenticated_mlflow_calls_take_the_fast_lane(
-    world: dict[str, Any], editor: Any, editor_client: Client, monkeypatch: Any
+    world: dict[str, Any], editor: Any, monkeypatch: Any
 ) -> None:
     from django.contrib.messages.middleware import MessageMiddleware
 
@@ -152,10 +152,12 @@ def test_header_authenticated_mlflow_calls_take_the_fast_lane(
     # what the skipped middleware would have added is there
     assert fast["X-Frame-Options"] == "DENY" and fast["X-Content-Type-Options"] == "nosniff"
     assert fast["Content-Length"] == str(len(fast.content))
-    # a session (a browser) takes the whole chain, CSRF included
-    slow = editor_client.post("/api/2.0/mlflow/runs/log-parameter", json.dumps(body), content_type="application/json")
+    # a session (a browser) takes the whole chain: a write without a CSRF token is refused
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(editor)
+    slow = browser.post("/api/2.0/mlflow/runs/log-parameter", json.dumps(body), content_type="application/json")
     assert passed == ["/api/2.0/mlflow/runs/log-parameter"]
-    assert slow.status_code == 200  # the test client does not enforce CSRF; tests/accounts check it does
+    assert slow.status_code == 403 and slow.json()["error_code"] == "PERMISSION_DENIED"
     # a bad token is the same 401, in MLflow's shape
     bad = post("runs/log-parameter", body, HTTP_AUTHORIZATION="Bearer mlp_nope")
     assert bad.status_code == 401 and bad.json()["error_code"] == "UNAUTHENTICATED"
