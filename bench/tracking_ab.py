@@ -37,29 +37,6 @@ DATABASE = "bench_portal_ab"
 WORKLOADS = ("health", "create_run", "log_metric", "log_param", "log_batch", "client_sequence")
 
 
-def start(name: str, tree: Path, env: dict[str, str], tmp: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    port = srv.free_port()
-    command = [str(srv.BIN / "gunicorn"), "mlops_portal.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-               "--threads", "4", "--access-logfile", "-", "--graceful-timeout", "10"]  # fmt: skip
-    with (tmp / f"{name}.log").open("wb") as log:
-        proc = subprocess.Popen(
-            command, cwd=tree, env={**env, "PYTHONPATH": str(tree)}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited:\n{srv.tail(tmp / f'{name}.log')}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                return url, proc
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{name} not ready:\n{srv.tail(tmp / f'{name}.log')}")
-
-
 class Portal:
     """One revision's server, with a session, a run to log into and a step counter."""
 
@@ -155,7 +132,7 @@ def main() -> None:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     trees: dict[str, Path] = {}
-    procs: list[subprocess.Popen[bytes]] = []
+    servers: list[srv.Server] = []
     try:
         for name, rev in (("base", args.base), ("head", args.head)):
             if not rev:
@@ -169,9 +146,12 @@ def main() -> None:
         token = srv.prepare_portal(env, "editor", tmp / "setup.log")  # the working tree's migrations
         portals = {}
         for name, tree in trees.items():
-            url, proc = start(name, tree, env, tmp)
-            procs.append(proc)
-            portals[name] = Portal(url, token)
+            server = srv.start_portal(
+                name, name, env={**env, "PYTHONPATH": str(tree)}, token=token, workers=2, threads=4, tmp=tmp, root=tree
+            )
+            servers.append(server)
+            srv.wait_ready(server)
+            portals[name] = Portal(server.url, token)
         print(f"base {args.base}, head {args.head or 'working tree'}; load average {srv.load_average()}\n")
         print("| workload | base median ms | head median ms | head / base | calls each |")
         print("|---|---:|---:|---:|---:|")
@@ -181,10 +161,8 @@ def main() -> None:
             base, head = statistics.median(times["base"]), statistics.median(times["head"])
             print(f"| {workload} | {base:.2f} | {head:.2f} | {head / base:.2f}x | {len(times['head'])} |", flush=True)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
+        for server in servers:
+            srv.stop(server)
         for tree in trees.values():
             if tree != ROOT:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)

@@ -74,11 +74,11 @@ def postgres_facts(pg_url: str) -> dict[str, str]:
     return facts
 
 
-def _start(name: str, command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _start(name: str, command: list[str], env: dict[str, str], log: Path, root: Path = ROOT) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
     try:
         return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=root, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
         )
     finally:
         handle.close()
@@ -249,9 +249,10 @@ def prepare_portal(env: dict[str, str], role: str, log: Path) -> str:
 
 
 def start_portal(
-    name: str, label: str, *, env: dict[str, str], token: str, workers: int, threads: int, tmp: Path
+    name: str, label: str, *, env: dict[str, str], token: str, workers: int, threads: int, tmp: Path, root: Path = ROOT
 ) -> Server:
-    """gunicorn exactly as `./portal up` starts the web process (see the launcher's cmd_up)."""
+    """gunicorn exactly as `./portal up` starts the web process (see the launcher's cmd_up); `root`:
+    the checkout to run (bench/tracking_ab.py runs another revision from a git worktree)."""
     port = free_port()
     command = [
         str(BIN / "gunicorn"),
@@ -268,7 +269,7 @@ def start_portal(
         "10",
     ]
     log = tmp / f"{name}.log"
-    proc = _start(name, command, env, log)
+    proc = _start(name, command, env, log, root)
     return Server(name, label, f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}, proc, log, command)
 
 
