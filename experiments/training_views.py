@@ -29,16 +29,21 @@ from mlops_portal.api import error_text
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae")
 
 
+def editable_experiments(request: HttpRequest) -> list[Any]:
+    """The active experiments the user may edit (log runs into), by name."""
+    active = list(visible_experiments(request.user).filter(lifecycle_stage=LifecycleStage.ACTIVE).order_by("name"))
+    levels = levels_for(request.user, active)  # one query for all of them
+    return [e for e in active if levels[e.pk] >= PERMISSION_RANK[Permission.EDIT]]
+
+
 def form_choices(request: HttpRequest) -> dict[str, Any]:
     """What the training and sweep forms offer: experiments the user may edit, tabular dataset versions,
     and the trainers with their defaults."""
-    active = list(visible_experiments(request.user).filter(lifecycle_stage=LifecycleStage.ACTIVE).order_by("name"))
-    levels = levels_for(request.user, active)  # one query for all of them
     choices = {
         name: {"label": t.label, "task": t.task, "defaults": param_defaults(t)} for name, t in trainers().items()
     }
     return {
-        "experiments": [e for e in active if levels[e.pk] >= PERMISSION_RANK[Permission.EDIT]],
+        "experiments": editable_experiments(request),
         "versions": list(
             DatasetVersion.objects.exclude(format=DatasetFormat.DIRECTORY)
             .select_related("dataset")
@@ -161,7 +166,7 @@ def training_job(request: HttpRequest, job_id: int) -> HttpResponse:
 @role_required("editor")
 def script_form(request: HttpRequest) -> HttpResponse:
     """Run your own training script as a job: uploaded, or one of the allowed directories' scripts."""
-    context = form_choices(request)
+    context = {"experiments": editable_experiments(request)}  # no datasets or trainers: the script has its own
     values = {k: request.POST.get(k, "") for k in ("experiment", "path", "args", "run_name", "timeout_minutes",
                                                     "memory_mb")}  # fmt: skip
     if request.method == "POST":
