@@ -83,48 +83,42 @@ RUN_PREFETCH = ("params", "tags", "latest_metrics", "inputs", "outputs")
 
 
 def runs_json(runs: list[Run]) -> list[dict[str, Any]]:
-    """`run_json` for a page of runs, reading their params, tags and latest metrics as plain rows
-    (two queries) rather than prefetching model instances: for a page of 100 runs, building those
-    instances cost several times the queries."""
+    """`run_json` for a page of runs, reading their params, tags, latest metrics and outputs as plain
+    rows rather than prefetching model instances (for a page of 100 runs, building those instances
+    cost several times the queries), all in one round trip: one query of five parts, whose last says
+    which runs have dataset inputs, which a second query then reads (none is made when no run has
+    any, as in most searches)."""
     if not runs:
         return []
     ids = [r.pk for r in runs]
     data: dict[str, dict[str, list[Any]]] = {i: {"metrics": [], "params": [], "tags": []} for i in ids}
+    outputs: dict[str, list[Any]] = {i: [] for i in ids}
+    inputs: dict[str, list[Any]] = {i: [] for i in ids}
     with rawsql.prepared_cursor() as cursor:
         where, params = rawsql.in_list("run_id", ids)
-        cursor.execute(
-            f"SELECT 0, run_id, key, value, id FROM {Param._meta.db_table} WHERE {where}"  # noqa: S608
-            f" UNION ALL SELECT 1, run_id, key, value, id FROM {RunTag._meta.db_table} WHERE {where}"
-            " ORDER BY 1, 5",
-            params + params,
-        )
-        for kind, run_id, key, value, _ in cursor.fetchall():
-            data[run_id]["params" if kind == 0 else "tags"].append({"key": key, "value": value})
-        cursor.execute(
-            f"SELECT run_id, key, value, is_nan, timestamp, step FROM {LatestMetric._meta.db_table}"  # noqa: S608
-            f" WHERE {where} ORDER BY id",
-            params,
-        )
-        for run_id, key, value, is_nan, timestamp, step in cursor.fetchall():
-            data[run_id]["metrics"].append(
-                {"key": key, "value": "NaN" if is_nan else encode_float(value), "timestamp": timestamp, "step": step}
+        cursor.execute(_DETAILS_SQL.format(where=where), params * 5)
+        with_inputs = False
+        for kind, run_id, key, text, number, is_nan, timestamp, step, _ in cursor.fetchall():
+            if kind == 0:
+                data[run_id]["params"].append({"key": key, "value": text})
+            elif kind == 1:
+                data[run_id]["tags"].append({"key": key, "value": text})
+            elif kind == 2:
+                value = "NaN" if is_nan else encode_float(number)
+                data[run_id]["metrics"].append({"key": key, "value": value, "timestamp": timestamp, "step": step})
+            elif kind == 3:
+                outputs[run_id].append({"model_id": key, "step": step})
+            else:
+                with_inputs = True
+        if with_inputs:
+            cursor.execute(
+                f"SELECT {rawsql.select_list(RunInput, 'i')} FROM {RunInput._meta.db_table} i"  # noqa: S608
+                f" WHERE {where.replace('run_id', 'i.run_id')} ORDER BY i.id",
+                params,
             )
-        inputs: dict[str, list[Any]] = {i: [] for i in ids}
-        cursor.execute(
-            f"SELECT {rawsql.select_list(RunInput, 'i')} FROM {RunInput._meta.db_table} i"  # noqa: S608
-            f" WHERE {where.replace('run_id', 'i.run_id')} ORDER BY i.id",
-            params,
-        )
-        for row in cursor.fetchall():
-            run_input = rawsql.load(RunInput, row)
-            inputs[run_input.run_id].append(run_input)
-        outputs: dict[str, list[Any]] = {i: [] for i in ids}
-        cursor.execute(
-            f"SELECT run_id, model_id, step FROM {RunOutput._meta.db_table} WHERE {where} ORDER BY id",  # noqa: S608
-            params,
-        )
-        for run_id, model_id, step in cursor.fetchall():
-            outputs[run_id].append({"model_id": model_id, "step": step})
+            for row in cursor.fetchall():
+                run_input = rawsql.load(RunInput, row)
+                inputs[run_input.run_id].append(run_input)
     return [
         {
             "info": run_info_json(run),
@@ -134,6 +128,24 @@ def runs_json(runs: list[Run]) -> list[dict[str, Any]]:
         }
         for run in runs
     ]
+
+
+# The parts of runs_json's query, by kind: params, tags, latest metrics, outputs (the model id in the
+# key column), and one row per dataset input (only that there is one). Each part in id order; the
+# first part's casts give PostgreSQL the columns' types.
+_DETAILS_SQL = (
+    "SELECT 0, run_id, key, value, CAST(NULL AS double precision), CAST(NULL AS boolean), CAST(NULL AS bigint),"  # noqa: S608
+    f" CAST(NULL AS bigint), id FROM {Param._meta.db_table} WHERE {{where}}"
+    f" UNION ALL SELECT 1, run_id, key, value, NULL, NULL, NULL, NULL, id FROM {RunTag._meta.db_table}"
+    " WHERE {where}"
+    f" UNION ALL SELECT 2, run_id, key, NULL, value, is_nan, timestamp, step, id FROM {LatestMetric._meta.db_table}"
+    " WHERE {where}"
+    f" UNION ALL SELECT 3, run_id, model_id, NULL, NULL, NULL, NULL, step, id FROM {RunOutput._meta.db_table}"
+    " WHERE {where}"
+    f" UNION ALL SELECT 4, run_id, NULL, NULL, NULL, NULL, NULL, NULL, id FROM {RunInput._meta.db_table}"
+    " WHERE {where}"
+    " ORDER BY 1, 9"
+)
 
 
 def input_json(row: RunInput) -> dict[str, Any]:

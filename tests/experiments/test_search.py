@@ -16,8 +16,16 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Role
 from experiments import services
-from experiments.entities import experiment_json, runs_json
-from experiments.models import Experiment, ExperimentPermission, LifecycleStage, Permission, Run
+from experiments.entities import RUN_PREFETCH, experiment_json, run_json, runs_json
+from experiments.models import (
+    Experiment,
+    ExperimentPermission,
+    LifecycleStage,
+    LoggedModel,
+    Permission,
+    Run,
+    RunOutput,
+)
 from experiments.search import (
     BoolOp,
     Comparison,
@@ -742,13 +750,50 @@ def test_search_runs_builds_json_for_100_runs_in_a_bounded_number_of_queries(
 ) -> None:
     experiment = ExperimentFactory(owner=editor)
     make_full_runs(experiment, 100)
-    with django_assert_max_num_queries(7):  # role, two segments of the order, params+tags, metrics, inputs, outputs
+    with django_assert_max_num_queries(5):  # role, two segments of the order, the details, the inputs
         runs, _ = search_runs(editor, experiment_ids=[str(experiment.pk)], filter_string="metrics.acc >= 0",
                               order_by=["metrics.acc DESC", "params.lr"], max_results=100, page_token=None,
                               view_type="ACTIVE_ONLY")  # fmt: skip
         payload = runs_json(runs)
     assert len(payload) == 100
     assert all(len(p["data"]["params"]) == 2 and len(p["inputs"]["dataset_inputs"]) == 1 for p in payload)
+
+
+def test_a_page_without_dataset_inputs_reads_its_details_in_one_query(editor: Any) -> None:
+    experiment = ExperimentFactory(owner=editor)
+    runs = [RunFactory(experiment=experiment, params={"lr": "0.1"}, metrics={"acc": 0.5}) for _ in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        payload = runs_json(runs)
+    assert len(queries) == 1
+    assert [p["data"]["params"] for p in payload] == [[{"key": "lr", "value": "0.1"}]] * 3
+
+
+def test_the_page_json_is_the_single_run_json_of_each_run(editor: Any) -> None:
+    """The page's one query gives each run what `run_json` gives it from its prefetched relations:
+    NaN and infinities, outputs, dataset inputs, a run with nothing."""
+    experiment = ExperimentFactory(owner=editor)
+    full = RunFactory(experiment=experiment, params={"lr": "0.1", "a": "x"}, tags={"team": "t", "b": "y"},
+                      metrics={"nan": math.nan, "inf": math.inf, "ninf": -math.inf, "loss": [1.0, 0.25]})  # fmt: skip
+    services.log_inputs(full, [{"dataset": {"name": "d", "digest": "x1", "source_type": "local"},
+                                "tags": [{"key": "mlflow.data.context", "value": "train"}]}])  # fmt: skip
+    model = LoggedModel.objects.create(model_id="m-1", experiment=experiment, name="m", artifact_location="x")
+    RunOutput.objects.create(run=full, model=model, step=3)
+    empty = RunFactory(experiment=experiment)
+    only_metric = RunFactory(experiment=experiment, metrics={"acc": 0.1})
+    runs = [only_metric, full, empty]
+    expected = [run_json(r) for r in Run.objects.filter(pk__in=[r.pk for r in runs]).prefetch_related(*RUN_PREFETCH)]
+    by_id = {e["info"]["run_id"]: e for e in expected}
+    page = runs_json(runs)
+    assert [p["info"]["run_id"] for p in page] == [r.pk for r in runs]
+    for got in page:
+        want = by_id[got["info"]["run_id"]]
+        assert got["info"] == want["info"]
+        assert got["inputs"] == want["inputs"]
+        assert got["outputs"] == want["outputs"]
+        for part in ("metrics", "params", "tags"):  # get-run lists them by key, a page by when they came
+            assert sorted(got["data"][part], key=str) == sorted(want["data"][part], key=str), part
+    metrics = {m["key"]: m["value"] for m in by_id[full.pk]["data"]["metrics"]}
+    assert metrics == {"nan": "NaN", "inf": "Infinity", "ninf": "-Infinity", "loss": 0.25}
 
 
 def test_the_number_of_queries_does_not_grow_with_the_page(editor: Any) -> None:
