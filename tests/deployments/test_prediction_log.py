@@ -222,6 +222,23 @@ def test_a_row_the_database_refuses_is_dropped_alone_and_the_rest_is_written(rev
     assert logger.pending() == 0 and logged_ids()[-1] == "d"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_row_without_the_optional_fields_is_written_with_the_models_defaults_in_the_batch(
+    revision: DeploymentRevision, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = PredictionLogger(60)
+    monkeypatch.setattr(logger, "_write_one_by_one", lambda batch: pytest.fail("the batch was refused"))
+    logger.log(
+        time=timezone.now(), request_id="bare", deployment_id=revision.deployment_id, revision_id=revision.pk,
+        model_version=1, latency_ms=1.5, status=200,
+    )  # fmt: skip
+    log_one(logger, revision, "full")
+    assert logger.flush() == 2
+    bare = PredictionLog.objects.get(request_id="bare")
+    assert (bare.arm, bare.error, bare.rows, bare.inputs, bare.outputs) == ("stable", "", 0, None, None)
+    assert (bare.latency_ms, bare.status, bare.revision_id) == (1.5, 200, revision.pk)
+
+
 def test_stop_writes_what_is_still_queued(revision: DeploymentRevision) -> None:
     logger = PredictionLogger(60)
     logger.start()
