@@ -115,6 +115,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Prepared statements for the hand-written hot paths (mlops_portal/rawsql.py); Django's own
     # queries bind on the client and are never prepared. Turn off behind a pooler in transaction mode.
     DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5 if env_bool("DB_PREPARED_STATEMENTS", True) else None}
+    # The portal's queries read a page at a time through indexes: starting parallel workers for them
+    # cost more than it saved (a search page's detail query took 10 ms in parallel, 2 ms without,
+    # docs/performance.md "Parallel plans"). -1 leaves the server's own setting (and sends nothing, for
+    # a pooler that refuses startup options).
+    DB_PARALLEL_WORKERS = env_int("DB_PARALLEL_WORKERS", 0, minimum=-1)
+    if DB_PARALLEL_WORKERS >= 0:
+        DATABASES["default"]["OPTIONS"]["options"] = f"-c max_parallel_workers_per_gather={DB_PARALLEL_WORKERS}"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     import sqlite3
 

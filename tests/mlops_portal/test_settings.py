@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django.db import connection
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -46,3 +49,30 @@ def test_check_deploy_is_clean_with_production_values(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def _database_options(env: dict[str, str]) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DB_PARALLEL_WORKERS"}}
+    clean.update({"DEBUG": "true", "DATABASE_URL": "postgres://portal@db.invalid:5432/portal", **env})
+    clean["DJANGO_SETTINGS_MODULE"] = "mlops_portal.settings"
+    code = "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_postgresql_connections_start_no_parallel_workers_unless_told(tmp_path: Path) -> None:
+    base = {"PORTAL_VAR_DIR": str(tmp_path)}
+    assert "-c max_parallel_workers_per_gather=0" in _database_options(base)
+    assert "-c max_parallel_workers_per_gather=2" in _database_options({**base, "DB_PARALLEL_WORKERS": "2"})
+    assert "options" not in _database_options({**base, "DB_PARALLEL_WORKERS": "-1"})  # the server's own setting
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL setting")
+def test_the_live_connection_runs_without_parallel_workers() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW max_parallel_workers_per_gather")
+        assert cursor.fetchone()[0] == "0"
