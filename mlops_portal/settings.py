@@ -112,16 +112,21 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Prepared statements for the hand-written hot paths (mlops_portal/rawsql.py); Django's own
-    # queries bind on the client and are never prepared. Turn off behind a pooler in transaction mode.
-    DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5 if env_bool("DB_PREPARED_STATEMENTS", True) else None}
+    # Prepared statements for the hand-written hot paths (mlops_portal/rawsql.py), from their first
+    # call and on their generic plan: planning them for each call's values cost a third of a call,
+    # and a search page's detail query was planned in parallel (docs/performance.md, "Plans").
+    # Django's own queries bind on the client and are never prepared. Turn off behind a pooler in
+    # transaction mode.
+    DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
+    DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 0 if DB_PREPARED_STATEMENTS else None}
     # The portal's queries read a page at a time through indexes: starting parallel workers for them
-    # cost more than it saved (a search page's detail query took 10 ms in parallel, 2 ms without,
-    # docs/performance.md "Parallel plans"). -1 leaves the server's own setting (and sends nothing, for
-    # a pooler that refuses startup options).
+    # cost more than it saved. -1 leaves the server's own setting.
     DB_PARALLEL_WORKERS = env_int("DB_PARALLEL_WORKERS", 0, minimum=-1)
-    if DB_PARALLEL_WORKERS >= 0:
-        DATABASES["default"]["OPTIONS"]["options"] = f"-c max_parallel_workers_per_gather={DB_PARALLEL_WORKERS}"
+    _startup = [f"-c max_parallel_workers_per_gather={DB_PARALLEL_WORKERS}"] if DB_PARALLEL_WORKERS >= 0 else []
+    if DB_PREPARED_STATEMENTS:
+        _startup.append("-c plan_cache_mode=force_generic_plan")  # only prepared statements have a plan cache
+    if _startup:
+        DATABASES["default"]["OPTIONS"]["options"] = " ".join(_startup)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     import sqlite3
 

@@ -52,7 +52,8 @@ def test_check_deploy_is_clean_with_production_values(tmp_path: Path) -> None:
 
 
 def _database_options(env: dict[str, str]) -> str:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DB_PARALLEL_WORKERS"}}
+    skip = {"DJANGO_SETTINGS_MODULE", "DB_PARALLEL_WORKERS", "DB_PREPARED_STATEMENTS"}
+    clean = {k: v for k, v in os.environ.items() if k not in skip}
     clean.update({"DEBUG": "true", "DATABASE_URL": "postgres://portal@db.invalid:5432/portal", **env})
     clean["DJANGO_SETTINGS_MODULE"] = "mlops_portal.settings"
     code = "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])"
@@ -67,7 +68,17 @@ def test_postgresql_connections_start_no_parallel_workers_unless_told(tmp_path: 
     base = {"PORTAL_VAR_DIR": str(tmp_path)}
     assert "-c max_parallel_workers_per_gather=0" in _database_options(base)
     assert "-c max_parallel_workers_per_gather=2" in _database_options({**base, "DB_PARALLEL_WORKERS": "2"})
-    assert "options" not in _database_options({**base, "DB_PARALLEL_WORKERS": "-1"})  # the server's own setting
+    assert "max_parallel" not in _database_options({**base, "DB_PARALLEL_WORKERS": "-1"})  # the server's own
+
+
+def test_prepared_statements_are_prepared_at_once_on_generic_plans_unless_turned_off(tmp_path: Path) -> None:
+    base = {"PORTAL_VAR_DIR": str(tmp_path)}
+    options = _database_options(base)
+    assert "'prepare_threshold': 0" in options and "-c plan_cache_mode=force_generic_plan" in options
+    off = _database_options({**base, "DB_PREPARED_STATEMENTS": "false"})
+    assert "'prepare_threshold': None" in off and "plan_cache_mode" not in off
+    # Behind a pooler that refuses startup options, nothing is sent.
+    assert "options" not in _database_options({**base, "DB_PREPARED_STATEMENTS": "false", "DB_PARALLEL_WORKERS": "-1"})
 
 
 @pytest.mark.django_db
