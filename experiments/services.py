@@ -443,7 +443,7 @@ def _store_params_postgres(
     # One key (log-parameter) as two plain values, not arrays: PostgreSQL plans `unnest` of an array
     # parameter as 100 rows, so the prepared statement's generic plan (100 inserts and 100 probes)
     # looked dearer than planning each call afresh, and it was planned afresh on every call: a third
-    # of the call's time (docs/performance.md, "Generic plans").
+    # of the call's time (docs/performance.md, "Plans").
     new_rows, new_params = (
         ("SELECT %s::varchar AS k, %s::text AS v", [keys[0], clean[keys[0]]])
         if len(keys) == 1

@@ -31,9 +31,10 @@ class _LoggedCursor(CursorDebugWrapper):
 @contextmanager
 def prepared_cursor() -> Iterator[Any]:
     """A cursor for statements that run on every API call. On PostgreSQL it binds parameters on the
-    server, so psycopg prepares a statement it has run a few times on a connection (DB_PREPARED_
-    STATEMENTS; planning cost more than running these). Django's own cursors bind on the client
-    and never prepare. Elsewhere it is Django's cursor. Errors and query logging are Django's."""
+    server, so psycopg prepares each statement on its first run on a connection, and the connection
+    runs prepared statements on their generic plan (DB_PREPARED_STATEMENTS; planning cost more than
+    running these). Django's own cursors bind on the client and never prepare. Elsewhere it is
+    Django's cursor. Errors and query logging are Django's."""
     with connection.cursor() as django_cursor:  # the health check, connecting, thread checks
         if connection.vendor != "postgresql":
             yield django_cursor
