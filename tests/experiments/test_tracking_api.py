@@ -153,6 +153,23 @@ def test_malformed_json_is_a_400_not_a_500(api: Client) -> None:
     assert response.status_code == 400 and response.json()["error_code"] == "BAD_REQUEST"
 
 
+def test_json_nested_beyond_the_parsers_depth_is_a_400_not_a_500(api: Client) -> None:
+    response = post(api, "experiments/create", "[" * 200_000)
+    assert response.status_code == 400 and response.json()["error_code"] == "BAD_REQUEST"
+
+
+def test_bodies_the_strict_parser_refuses_are_still_read_as_before(api: Client, run: Run) -> None:
+    """Bare NaN and Infinity (Python's json.dumps writes them), and a body in UTF-16."""
+    body = '{"run_id": "%s", "metrics": [{"key": "a", "value": NaN, "timestamp": 1, "step": 0},'
+    body += ' {"key": "b", "value": -Infinity, "timestamp": 1, "step": 0}]}'
+    assert post(api, "runs/log-batch", body % run.pk).status_code == 200
+    utf16 = json.dumps({"run_id": run.pk, "key": "c", "value": 0.5, "timestamp": 1}).encode("utf-16")
+    response = api.post(API + "runs/log-metric", utf16, content_type="application/json")
+    assert response.status_code == 200, response.content
+    stored = {m.key: (m.is_nan, m.value) for m in Metric.objects.filter(run=run)}
+    assert stored == {"a": (True, 0.0), "b": (False, float("-inf")), "c": (False, 0.5)}
+
+
 def test_missing_things_are_404_resource_does_not_exist(api: Client) -> None:
     assert api.get(API + "runs/get", {"run_id": "0" * 32}).json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     response = api.get(API + "experiments/get", {"experiment_id": "987654"})
