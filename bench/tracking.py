@@ -140,6 +140,30 @@ def wait_until_quiet(bench: Bench, threshold: float = 5.0, window: float = 2.0, 
     return time.monotonic() - start
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat (0, 0 where there is none)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def wait_for_machine(threshold: float = 25.0, window: float = 2.0, timeout: float = 120.0) -> float:
+    """Seconds until the whole machine (PostgreSQL included) used under `threshold` % of its CPUs
+    over `window` seconds; after `timeout`, measure anyway."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        busy0, total0 = _cpu_times()
+        time.sleep(window)
+        busy1, total1 = _cpu_times()
+        if total1 == total0 or 100 * (busy1 - busy0) / (total1 - total0) < threshold:
+            return time.monotonic() - start
+    print(f"== the machine is still busy after {timeout:.0f} s; measuring anyway", flush=True)
+    return time.monotonic() - start
+
+
 def selected_servers(value: str) -> list[str]:
     chosen = [name.strip() for name in value.split(",") if name.strip()]
     unknown = set(chosen) - set(SERVERS)
@@ -182,9 +206,13 @@ def run_workloads(bench: Bench, workloads: list[str]) -> Iterator[str]:
     if NEEDS_HISTORY_DATA & set(plan):
         plan.insert(plan.index(next(w for w in plan if w in NEEDS_HISTORY_DATA)), "seed_history")
     for name in plan:
+        # After a seed step, PostgreSQL goes on writing (its checkpoint, autovacuum) for a while after
+        # the servers are idle: measuring then times the machine, not the servers.
+        settled = wait_for_machine()
+        bench.results.setdefault("_settle", {})[name] = settled
         load = srv.load_average()
         bench.results.setdefault("_load", {})[name] = load
-        print(f"== {name}  (load average {load})", flush=True)
+        print(f"== {name}  (load average {load}; the machine settled in {settled:.0f} s)", flush=True)
         start = time.monotonic()
         try:
             steps[name]()

@@ -329,6 +329,8 @@ def render(report: dict[str, Any]) -> str:
         context = []
         if workload in results.get("_load", {}):
             context.append(f"load average at start {results['_load'][workload]}")
+        if workload in results.get("_settle", {}):
+            context.append(f"waited {results['_settle'][workload]:.0f} s for the machine to settle")
         if workload in results.get("_durations", {}):
             context.append(f"took {results['_durations'][workload]:.0f} s")
         out.append(f"**{title}**{extra}" + (f" — {'; '.join(context)}" if context else ""))
