@@ -122,7 +122,8 @@ def percentiles(times: list[float]) -> dict[str, float]:
     return {"p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99), "mean": statistics.fmean(ordered)}
 
 
-def serve(env: dict[str, str], log: bool, rps: float, seconds: float) -> tuple[dict[str, float], list[float]]:
+def start_server(env: dict[str, str], log: bool) -> tuple[subprocess.Popen[bytes], int]:
+    """`manage.py serve_models` with logging on or off, once it answers /ready, warmed up."""
     port = free_port()
     child = {**env, "MODEL_SERVER_LOG_PREDICTIONS": "true" if log else "false"}
     server = subprocess.Popen(
@@ -140,12 +141,69 @@ def serve(env: dict[str, str], log: bool, rps: float, seconds: float) -> tuple[d
             except OSError:
                 pass
             time.sleep(0.5)
-        open_loop(port, min(rps, 200), 3)  # warm-up
+        open_loop(port, WARM_UP_RPS, WARM_UP_SECONDS)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server, port
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    os.killpg(server.pid, 15)  # a clean stop flushes the log
+    server.wait(timeout=60)
+
+
+WARM_UP_RPS, WARM_UP_SECONDS = 200, 3
+
+
+def serve(env: dict[str, str], log: bool, rps: float, seconds: float) -> tuple[dict[str, float], list[float]]:
+    server, port = start_server(env, log)
+    try:
         times = open_loop(port, rps, seconds)
     finally:
-        os.killpg(server.pid, 15)  # a clean stop flushes the log
-        server.wait(timeout=60)
+        stop_server(server)
     return percentiles(times), times
+
+
+def interleaved(env: dict[str, str], rps: float, seconds: float, slices: int) -> dict[bool, list[list[float]]]:
+    """Both servers up at once, driven in turn for `seconds` each (`slices` turns per server, the
+    order swapped every turn, half a second apart so a flush does not spill into the next turn):
+    whatever else the machine does in that time, both see it, which 30 s runs minutes apart do not."""
+    servers = {log: start_server(env, log) for log in (False, True)}
+    times: dict[bool, list[list[float]]] = {False: [], True: []}
+    try:
+        for turn in range(slices):
+            for log in (False, True) if turn % 2 == 0 else (True, False):
+                time.sleep(0.5)
+                times[log].append(open_loop(servers[log][1], rps, seconds))
+    finally:
+        for server, _ in servers.values():
+            stop_server(server)
+    return times
+
+
+def report_interleaved(times: dict[bool, list[list[float]]], rps: float, seconds: float) -> int:
+    """Print the comparison; the requests sent to the server that logs."""
+    slices = len(times[True])
+    print(f"\n{rps:g} requests/s open-loop, both servers up, {slices} turns of {seconds:g} s each, in turn\n")
+    print("| logging | p50 ms | p95 ms | p99 ms | mean ms | requests |")
+    print("|---|---:|---:|---:|---:|---:|")
+    pooled = {log: percentiles([t for part in times[log] for t in part]) for log in (False, True)}
+    for log in (False, True):
+        p = pooled[log]
+        count = sum(len(part) for part in times[log])
+        print(
+            f"| {'on' if log else 'off'} | {p['p50']:.2f} | {p['p95']:.2f} | {p['p99']:.2f} | {p['mean']:.2f} "
+            f"| {count} |"
+        )
+    added = [percentiles(times[True][i])["p99"] - percentiles(times[False][i])["p99"] for i in range(slices)]
+    print(
+        f"\nlogging adds {pooled[True]['p99'] - pooled[False]['p99']:+.2f} ms at p99 (pooled over the turns; "
+        f"target < 1 ms); median of the turns' differences {statistics.median(added):+.2f} ms "
+        f"({sum(a > 0 for a in added)} of {slices} turns higher with logging); pooled p50 "
+        f"{pooled[True]['p50'] - pooled[False]['p50']:+.2f} ms"
+    )
+    return sum(len(part) for part in times[True])
 
 
 def ingest(rows: int) -> float:
@@ -177,6 +235,13 @@ def main() -> None:
     parser.add_argument("--rps", type=float, default=500)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--pairs", type=int, default=3, help="off/on pairs, in alternating order")
+    parser.add_argument(
+        "--interleaved",
+        type=int,
+        default=0,
+        metavar="TURNS",
+        help="instead of pairs: both servers up at once, TURNS turns of --seconds each per server, in turn",
+    )
     parser.add_argument("--ingest-rows", type=int, default=100_000)
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
     args = parser.parse_args()
@@ -188,6 +253,10 @@ def main() -> None:
         "ARTIFACT_ROOT": str(var / "artifacts"), "LOG_LEVEL": "WARNING", "REDIS_URL": "",
     }  # fmt: skip
     subprocess.run([sys.executable, "-c", SETUP], cwd=ROOT, env=env, check=True)
+    if args.interleaved:
+        sent_on = report_interleaved(interleaved(env, args.rps, args.seconds, args.interleaved), args.rps, args.seconds)
+        check_rows_and_ingest(env, sent_on, int(WARM_UP_RPS * WARM_UP_SECONDS), args.ingest_rows)
+        return
     runs: dict[bool, list[tuple[dict[str, float], list[float]]]] = {False: [], True: []}
     for pair in range(args.pairs):
         for log in (False, True) if pair % 2 == 0 else (True, False):
@@ -195,18 +264,7 @@ def main() -> None:
             runs[log].append((stats, times))
             print(f"pair {pair + 1}, logging {'on' if log else 'off'}: p50 {stats['p50']:.2f} ms, "
                   f"p99 {stats['p99']:.2f} ms", flush=True)  # fmt: skip
-    os.environ.update({k: v for k, v in env.items() if k != "DJANGO_SETTINGS_MODULE"})
-    os.environ["DJANGO_SETTINGS_MODULE"] = "mlops_portal.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from deployments.models import PredictionLog
-
-    logged = PredictionLog.objects.count()
     sent_on = sum(len(times) for _, times in runs[True])
-    warm_up = args.pairs * int(min(args.rps, 200) * 3)
-    rate = ingest(args.ingest_rows)
     print(
         f"\n{args.rps:g} requests/s open-loop, {args.pairs} pairs of {args.seconds:g} s runs, single-row predictions\n"
     )
@@ -234,9 +292,24 @@ def main() -> None:
         f"{pooled[True]['p99'] - pooled[False]['p99']:+.2f} ms, "
         f"pooled p50 {pooled[True]['p50'] - pooled[False]['p50']:+.2f} ms"
     )
+    check_rows_and_ingest(env, sent_on, args.pairs * int(WARM_UP_RPS * WARM_UP_SECONDS), args.ingest_rows)
+
+
+def check_rows_and_ingest(env: dict[str, str], sent_on: int, warm_up: int, ingest_rows: int) -> None:
+    """The rows logged against the requests the logging server answered, then the ingest rate."""
+    os.environ.update({k: v for k, v in env.items() if k != "DJANGO_SETTINGS_MODULE"})
+    os.environ["DJANGO_SETTINGS_MODULE"] = "mlops_portal.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from deployments.models import PredictionLog
+
+    logged = PredictionLog.objects.count()
     print(f"rows logged: {logged}, for {sent_on} requests with logging on and {warm_up} warm-up requests "
           f"({'all there' if logged == sent_on + warm_up else 'MISMATCH'})")  # fmt: skip
-    print(f"ingest: {rate:,.0f} predictions/s into PostgreSQL ({args.ingest_rows:,} rows; target >= 5,000)")
+    rate = ingest(ingest_rows)
+    print(f"ingest: {rate:,.0f} predictions/s into PostgreSQL ({ingest_rows:,} rows; target >= 5,000)")
 
 
 if __name__ == "__main__":
