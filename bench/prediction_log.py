@@ -165,11 +165,15 @@ def serve(env: dict[str, str], log: bool, rps: float, seconds: float) -> tuple[d
     return percentiles(times), times
 
 
-def interleaved(env: dict[str, str], rps: float, seconds: float, slices: int) -> dict[bool, list[list[float]]]:
+def interleaved(
+    env: dict[str, str], rps: float, seconds: float, slices: int, control: bool = False
+) -> dict[bool, list[list[float]]]:
     """Both servers up at once, driven in turn for `seconds` each (`slices` turns per server, the
     order swapped every turn, half a second apart so a flush does not spill into the next turn):
-    whatever else the machine does in that time, both see it, which 30 s runs minutes apart do not."""
-    servers = {log: start_server(env, log) for log in (False, True)}
+    whatever else the machine does in that time, both see it, which 30 s runs minutes apart do not.
+    `control`: the second server does not log either (an A/A run: what the method sees when there is
+    no difference)."""
+    servers = {log: start_server(env, log and not control) for log in (False, True)}
     times: dict[bool, list[list[float]]] = {False: [], True: []}
     try:
         for turn in range(slices):
@@ -242,6 +246,7 @@ def main() -> None:
         metavar="TURNS",
         help="instead of pairs: both servers up at once, TURNS turns of --seconds each per server, in turn",
     )
+    parser.add_argument("--control", action="store_true", help="with --interleaved: neither server logs (A/A)")
     parser.add_argument("--ingest-rows", type=int, default=100_000)
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
     args = parser.parse_args()
@@ -254,8 +259,12 @@ def main() -> None:
     }  # fmt: skip
     subprocess.run([sys.executable, "-c", SETUP], cwd=ROOT, env=env, check=True)
     if args.interleaved:
-        sent_on = report_interleaved(interleaved(env, args.rps, args.seconds, args.interleaved), args.rps, args.seconds)
-        check_rows_and_ingest(env, sent_on, int(WARM_UP_RPS * WARM_UP_SECONDS), args.ingest_rows)
+        times = interleaved(env, args.rps, args.seconds, args.interleaved, args.control)
+        if args.control:
+            print("\nA/A control: the server labelled 'on' below does NOT log; any difference is the method's own")
+        sent_on = report_interleaved(times, args.rps, args.seconds)
+        warm_up = 0 if args.control else int(WARM_UP_RPS * WARM_UP_SECONDS)
+        check_rows_and_ingest(env, 0 if args.control else sent_on, warm_up, args.ingest_rows)
         return
     runs: dict[bool, list[tuple[dict[str, float], list[float]]]] = {False: [], True: []}
     for pair in range(args.pairs):
