@@ -11,17 +11,18 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE", "HTTPS", "STATICFILES_STORAGE"}
-    }
+def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`manage.py` with these settings variables and none of the test run's own."""
+    skip = {"SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE", "HTTPS", "STATICFILES_STORAGE"}
+    skip |= {"DB_PARALLEL_WORKERS", "DB_PREPARED_STATEMENTS"}
+    clean = {k: v for k, v in os.environ.items() if k not in skip}
     clean.update(env)
     clean["DJANGO_SETTINGS_MODULE"] = "mlops_portal.settings"
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", *args], cwd=ROOT, env=clean, capture_output=True, text=True
-    )
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True)
+
+
+def _check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return _manage(env, "check", *args)
 
 
 def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off(tmp_path: Path) -> None:
@@ -52,14 +53,9 @@ def test_check_deploy_is_clean_with_production_values(tmp_path: Path) -> None:
 
 
 def _database_options(env: dict[str, str]) -> str:
-    skip = {"DJANGO_SETTINGS_MODULE", "DB_PARALLEL_WORKERS", "DB_PREPARED_STATEMENTS"}
-    clean = {k: v for k, v in os.environ.items() if k not in skip}
-    clean.update({"DEBUG": "true", "DATABASE_URL": "postgres://portal@db.invalid:5432/portal", **env})
-    clean["DJANGO_SETTINGS_MODULE"] = "mlops_portal.settings"
     code = "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True
-    )
+    env = {"DEBUG": "true", "DATABASE_URL": "postgres://portal@db.invalid:5432/portal", **env}
+    result = _manage(env, "shell", "-c", code)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
