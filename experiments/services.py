@@ -440,18 +440,9 @@ def _store_params_postgres(
     does not see its own inserts, which are ours by definition)."""
     table = model._meta.db_table
     keys = list(clean)
-    # One key (log-parameter) as two plain values, not arrays: PostgreSQL plans `unnest` of an array
-    # parameter as 100 rows, so the prepared statement's generic plan (100 inserts and 100 probes)
-    # looked dearer than planning each call afresh, and it was planned afresh on every call: a third
-    # of the call's time (docs/performance.md, "Plans").
-    new_rows, new_params = (
-        ("SELECT %s::varchar AS k, %s::text AS v", [keys[0], clean[keys[0]]])
-        if len(keys) == 1
-        else ("SELECT * FROM unnest(%s::varchar[], %s::text[]) AS u(k, v)", [keys, list(clean.values())])
-    )
     with rawsql.prepared_cursor() as cursor:
         cursor.execute(
-            f"WITH {source}, new AS ({new_rows}),"  # noqa: S608
+            f"WITH {source}, new AS (SELECT * FROM unnest(%s::varchar[], %s::text[]) AS u(k, v)),"  # noqa: S608
             f" ins AS (INSERT INTO {table} ({owner_column}, key, value) SELECT guard.w_run, k, v FROM guard, new"
             " WHERE guard.w_ok ON CONFLICT DO NOTHING RETURNING key)"
             + ("," + _guarded_keys_cte("param_keys") if remember else "")
@@ -463,7 +454,8 @@ def _store_params_postgres(
             " FROM guard LEFT JOIN new ON TRUE",
             [
                 *source_params,
-                *new_params,
+                keys,
+                list(clean.values()),
                 *((ExperimentKey.Kind.PARAM, sorted(keys)) if remember else ()),
             ],
         )

@@ -41,7 +41,7 @@ def _plans() -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.parametrize("workload", ["log-parameter", "log-metric", "create-run", "search-runs"])
-def test_the_hot_statements_settle_on_a_generic_plan(editor: Any, workload: str) -> None:
+def test_the_hot_statements_run_on_their_generic_plan_from_the_first_call(editor: Any, workload: str) -> None:
     experiment = services.create_experiment(f"plans-{workload}", owner=editor)
     run = services.create_run(experiment, user_id="erin", start_time=None, run_name="r", tags=[("team", "a")])
     services.log_batch(run, metrics=[services.MetricPoint("acc", 0.5, 1, 0)], params=[("lr", "0.1")], tags=[])
