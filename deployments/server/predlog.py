@@ -153,9 +153,7 @@ def _copy_columns() -> list[tuple[str, str, Any, Any]]:
     for field in PredictionLog._meta.concrete_fields:
         if field.primary_key:
             continue
-        plain = isinstance(
-            field, (models.IntegerField, models.FloatField, models.CharField, models.ForeignKey)
-        ) and not isinstance(field, models.BooleanField)
+        plain = isinstance(field, (models.IntegerField, models.FloatField, models.CharField, models.ForeignKey))
         default = field.get_default()  # as a model instance has it: '' for text, None (refused if required)
         columns.append((field.attname, field.column, default, None if plain else field.get_db_prep_save))
     return columns
