@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/prediction_log.py                      # 3 pairs of 30 s at 500 requests/s
     .venv/bin/python bench/prediction_log.py --rps 200 --seconds 10 --pairs 1  # a quick check
+    .venv/bin/python bench/prediction_log.py --interleaved 10 --seconds 10 --both-orders  # both servers at once
 
 Issue #7's targets: logging adds under 1 ms at p99 to prediction latency at 500 requests/s, and the
 log pipeline ingests at least 5,000 predictions/s into PostgreSQL on this machine.
@@ -13,8 +14,11 @@ log pipeline ingests at least 5,000 predictions/s into PostgreSQL on this machin
    for each other, one kept-alive connection per client thread), single-row TF Serving requests. The
    p99 of one 30 s run moves by several tenths of a millisecond from run to run on this machine, as
    much as what is measured, so the result is the median over the pairs of (p99 on - p99 off), with
-   the p99 of all runs of each kind pooled beside it. With logging on, the rows in the table after the
-   runs must equal the answered requests.
+   the p99 of all runs of each kind pooled beside it. Runs minutes apart see different machines (the
+   p99 without logging moved between 2.4 and 8.0 ms in one hour), so `--interleaved` keeps both
+   servers up and drives them in turn instead (`--control`: neither logs, the method's own bias;
+   `--both-orders`: each start order, since the server started first did worse). With logging on, the
+   rows in the table after the runs must equal the answered requests.
 2. **Ingest.** The server's own writer (`PredictionLogger.flush`) timed on batches of realistic rows
    (inputs and outputs of one row each) into the same PostgreSQL: rows per second.
 """
