@@ -1,4 +1,4 @@
-# The portal's one image: web (gunicorn, the default), worker, beat and the one-shot bootstrap all run it.
+# The portal's one image: web (granian, the default), worker, beat and the one-shot bootstrap all run it.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -38,4 +38,5 @@ USER portal
 EXPOSE 8000
 
 ENTRYPOINT ["/app/deploy/entrypoint.sh"]
-CMD ["gunicorn", "mlops_portal.wsgi", "--bind", "0.0.0.0:8000", "--threads", "4", "--worker-tmp-dir", "/dev/shm", "--access-logfile", "-", "--graceful-timeout", "10"]
+# granian's worker processes: GRANIAN_WORKERS (1 unless set; docker-compose sets it from WEB_CONCURRENCY).
+CMD ["granian", "--interface", "wsgi", "--host", "0.0.0.0", "--port", "8000", "--blocking-threads", "4", "--no-ws", "--access-log", "--respawn-failed-workers", "--workers-kill-timeout", "10", "mlops_portal.wsgi:application"]

@@ -5,7 +5,7 @@
     .venv/bin/python bench/tracking.py --quick --only create_run,log_metric --out -
 
 It drops and recreates the databases `bench_mlflow` and `bench_portal` (and no others), starts MLflow
-twice (its default 4 workers and `--workers 1`, both on `bench_mlflow`) and the portal under gunicorn
+twice (its default 4 workers and `--workers 1`, both on `bench_mlflow`) and the portal under granian
 as `./portal up` runs it, on free ports; every workload talks raw HTTP with `requests`, on kept-alive
 connections (one Session) and on fresh ones (a new connection per call). It writes the tables into
 docs/performance.md between the generated-section markers (`--out`), and stops every server at the end.
@@ -96,10 +96,10 @@ def start_servers(bench: Bench, tmp: Path) -> None:
         bench.servers[name] = server
         ready[name] = srv.wait_ready(server)
     if "portal" in wanted:
-        print("== preparing the portal (migrate, bench user and token) and starting gunicorn", flush=True)
+        print("== preparing the portal (migrate, bench user and token) and starting granian", flush=True)
         env = srv.portal_env(args.pg_url, "bench_portal", tmp)
         token = srv.prepare_portal(env, args.portal_role, tmp / "portal-setup.log")
-        label = f"Portal (gunicorn, {args.portal_workers} workers x {args.portal_threads} threads)"
+        label = f"Portal (granian, {args.portal_workers} workers x {args.portal_threads} threads)"
         server = srv.start_portal(
             "portal", label, env=env, token=token, workers=args.portal_workers, threads=args.portal_threads, tmp=tmp
         )
@@ -251,8 +251,8 @@ def parse_args() -> argparse.Namespace:
         choices=["editor", "admin"],
         help="role of the portal's benchmark user (editor: a data scientist; default)",
     )
-    parser.add_argument("--portal-workers", type=int, default=2, help="gunicorn workers (./portal up: 2)")
-    parser.add_argument("--portal-threads", type=int, default=4, help="gunicorn threads (./portal up: 4)")
+    parser.add_argument("--portal-workers", type=int, default=2, help="granian workers (./portal up: 2)")
+    parser.add_argument("--portal-threads", type=int, default=4, help="granian blocking threads (./portal up: 4)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs and temporary files")
     return parser.parse_args()
 

@@ -6,7 +6,7 @@
 On a 2-core machine shared with other work, the same workload measured twice an hour apart can move by
 half (docs/performance.md, "The misses, and why"): a change of 10-20 % cannot be judged from two
 separate runs of bench/tracking.py. Here both revisions run at once, as `./portal up` runs its web
-process (gunicorn, 2 workers x 4 threads), on one database (`bench_portal_ab`, dropped and recreated;
+process (granian, 2 workers x 4 threads), on one database (`bench_portal_ab`, dropped and recreated;
 no other is touched) migrated by the working tree, and the workloads alternate between them in blocks
 (`--blocks` of `--calls`, the order swapped every block), so whatever the machine does, both see it.
 A revision is checked out with `git worktree` into a temporary directory and removed at the end; it

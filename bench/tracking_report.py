@@ -43,7 +43,7 @@ WORKLOADS: dict[str, tuple[str, str | None, tuple[str, float] | None]] = {
 SERVER_LABELS = {
     "mlflow-default": "MLflow, 4 workers (default)",
     "mlflow-w1": "MLflow, --workers 1",
-    "portal": "Portal (gunicorn 2 x 4 threads)",
+    "portal": "Portal (granian 2 x 4 threads)",
 }
 SINGLE_CALLS = {
     "health",

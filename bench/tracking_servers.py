@@ -1,7 +1,7 @@
 """Start and stop the servers the tracking benchmark compares, and describe the machine.
 
 Every server runs in its own process group (start_new_session), so stopping it stops its children
-too (uvicorn workers, MLflow's huey job consumers, gunicorn workers) and nothing else.
+too (uvicorn workers, MLflow's huey job consumers, granian workers) and nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import requests
@@ -248,26 +249,27 @@ def prepare_portal(env: dict[str, str], role: str, log: Path) -> str:
     raise RuntimeError(f"no token printed:\n{out.stdout}\n{out.stderr}")
 
 
+def launcher() -> Any:
+    """The `portal` script as a module (it has no .py suffix), for its web server options."""
+    import importlib.machinery
+    import types
+
+    loader = importlib.machinery.SourceFileLoader("portal_launcher", str(ROOT / "portal"))
+    module = types.ModuleType(loader.name)
+    module.__file__ = loader.path
+    loader.exec_module(module)
+    return module
+
+
 def start_portal(
     name: str, label: str, *, env: dict[str, str], token: str, workers: int, threads: int, tmp: Path, root: Path = ROOT
 ) -> Server:
-    """gunicorn exactly as `./portal up` starts the web process (see the launcher's cmd_up); `root`:
-    the checkout to run (bench/tracking_ab.py runs another revision from a git worktree)."""
+    """The web process exactly as `./portal up` starts it (granian, the launcher's options); `root`: the
+    checkout to run (bench/tracking_ab.py runs another revision from a git worktree)."""
     port = free_port()
-    command = [
-        str(BIN / "gunicorn"),
-        "mlops_portal.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "--access-logfile",
-        "-",
-        "--graceful-timeout",
-        "10",
-    ]
+    command = [str(BIN / "granian"), *launcher().web_server_options("127.0.0.1", port, workers)]
+    if threads != 4:
+        command[command.index("--blocking-threads") + 1] = str(threads)
     log = tmp / f"{name}.log"
     proc = _start(name, command, env, log, root)
     return Server(name, label, f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}, proc, log, command)
@@ -300,7 +302,7 @@ def package_versions() -> dict[str, str]:
     for package in (
         "mlflow",
         "Django",
-        "gunicorn",
+        "granian",
         "uvicorn",
         "starlette",
         "fastapi",

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Entry point of the portal image: prepare the container, then run the command (gunicorn by default).
+# Entry point of the portal image: prepare the container, then run the command (granian by default).
 #
 #   PROMETHEUS_MULTIPROC_DIR  cleared at every start: files left by the previous run of this container
 #                             would otherwise be summed into /metrics with the new processes' values.

@@ -151,6 +151,46 @@ def start_beat(env: dict[str, str]) -> Process:
     return beat
 
 
+def launcher() -> Any:
+    """The `portal` script as a module (it has no .py suffix)."""
+    import importlib.machinery
+    import types
+
+    loader = importlib.machinery.SourceFileLoader("portal_launcher", str(ROOT / "portal"))
+    module = types.ModuleType(loader.name)
+    module.__file__ = loader.path
+    loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_web(env: dict[str, str], port: int, workers: int = 2) -> Process:
+    """The portal's web process as `./portal up` starts it (granian), answering /health."""
+    import urllib.request
+
+    granian = Path(sys.executable).parent / "granian"
+    web = Process("web", [str(granian), *launcher().web_server_options("127.0.0.1", port, workers)], env)
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return True
+        except OSError:
+            if web.proc.poll() is not None:
+                raise AssertionError("the web process exited:\n" + web.output()) from None
+            return False
+
+    wait_until(answers, timeout=60, message="the web process to answer /health")
+    return web
+
+
 @contextmanager
 def running(*processes: Process) -> Iterator[None]:
     try:

@@ -6,8 +6,9 @@
     dvc push
 
 then a fresh clone `dvc pull`s the bytes back. Once against the live server of the tests (Django's
-development server, which cannot decode chunked bodies itself), once against gunicorn, the
-production web server, which does it for us (that one needs PostgreSQL: it is another process).
+development server, which cannot decode chunked bodies itself), once against the production web
+server as `./portal up` runs it (granian), which does it for us (that one needs PostgreSQL: it is
+another process).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from django.test import Client
 from accounts.services import create_api_token
 from datasets.models import DatasetVersion, DvcObject
 from tests.conftest import PASSWORD
-from tests.services import Process, child_env, require_postgres, running, wait_until
+from tests.services import child_env, free_port, require_postgres, running, start_web
 
 pytestmark = pytest.mark.e2e
 
@@ -190,40 +191,15 @@ def test_the_founding_documents_dvc_commands_push_to_and_pull_from_the_portal(
     assert DatasetVersion.objects.count() == 2
 
 
-def test_dvc_push_and_pull_through_gunicorn(
+def test_dvc_push_and_pull_through_the_production_web_server(
     transactional_db: None, editor: Any, viewer: Any, tmp_path: Path, settings: Any
 ) -> None:
     require_postgres()
-    port = _free_port()
+    port = free_port()
     env = child_env(tmp_path, ARTIFACT_ROOT=str(settings.ARTIFACT_ROOT), SITE_URL=f"http://127.0.0.1:{port}")
-    web = Process(
-        "gunicorn",
-        [str(BIN / "gunicorn"), "mlops_portal.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        env,
-    )
-    with running(web):
-        web.wait_for_output("Booting worker")
-        wait_until(lambda: _answers(port), timeout=30, message="gunicorn to answer")
+    with running(start_web(env, port)):
         (tmp_path / "work").mkdir()
         work = Workspace(tmp_path / "work")
         work.jobs = []
         round_trip(work, f"http://127.0.0.1:{port}", editor, viewer)
     assert DvcObject.objects.filter(remote="my_dataset", md5=md5(DATASET)).exists()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers(port: int) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-            return True
-    except OSError:
-        return False

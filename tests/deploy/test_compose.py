@@ -1,7 +1,7 @@
 """docker-compose.yml refers only to things that exist: images, files, commands, queues, services.
 
 Docker cannot run here, so these tests check what `docker compose up` would trip over, one reference at
-a time: every command is parsed by the real gunicorn and celery option parsers against the real app.
+a time: every command is parsed by the real granian and celery option parsers against the real app.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from celery.bin.base import CLIContext
 from celery.bin.celery import celery as celery_cli
 from django.core.management import get_commands
 from django.test import Client, override_settings
-from gunicorn.config import Config as GunicornConfig
-from gunicorn.util import import_app
+from granian.cli import cli as granian_cli
 
 from mlops_portal.celery import QUEUES
 from tests.deploy.compose import (
@@ -98,18 +97,33 @@ def test_the_portal_services_run_the_image_built_from_this_repository() -> None:
         assert SERVICES[name]["build"] == ".", name
 
 
-def test_web_runs_the_portal_wsgi_application_with_gunicorn() -> None:
-    args = command_of(SERVICES["web"])
-    assert args[0] == "gunicorn"
+def granian_options(args: list[str]) -> dict[str, Any]:
+    """The options granian's own command line parser makes of `args` (the arguments after `granian`)."""
     try:
-        parsed = GunicornConfig().parser().parse_args(args[1:])
-    except SystemExit:  # argparse's way of saying "unknown option"
-        pytest.fail(f"gunicorn does not accept {args[1:]}")
-    assert parsed.args == ["mlops_portal.wsgi"]
-    assert parsed.bind == ["0.0.0.0:8000"]
-    application = import_app(parsed.args[0])
-    assert callable(application)
-    assert importlib.import_module("mlops_portal.wsgi").application is application
+        return granian_cli.make_context("granian", list(args)).params
+    except click.UsageError as exc:  # a misspelt option or a bad value
+        pytest.fail(f"granian does not accept {args}: {exc}")
+
+
+def test_web_runs_the_portal_wsgi_application_with_granian() -> None:
+    args = command_of(SERVICES["web"])
+    assert args[0] == "granian"
+    options = granian_options(args[1:])
+    assert (options["host"], options["port"]) == ("0.0.0.0", 8000)  # noqa: S104
+    assert str(options["interface"]) in ("wsgi", "Interfaces.WSGI")
+    assert options["respawn_failed_workers"] is True
+    module, _, name = options["app"].partition(":")
+    wsgi = importlib.import_module(module)
+    assert callable(getattr(wsgi, name))
+    assert wsgi is importlib.import_module("mlops_portal.wsgi") and name == "application"
+
+
+def test_the_web_worker_count_comes_from_web_concurrency() -> None:
+    web = SERVICES["web"]
+    assert "--workers" not in command_of(web)  # granian reads GRANIAN_WORKERS, set from the operator's variable
+    assert environment_of(web)["GRANIAN_WORKERS"] == "2"
+    operator = load_compose(environ={"SECRET_KEY": "x", "WEB_CONCURRENCY": "5"})
+    assert environment_of(operator["services"]["web"])["GRANIAN_WORKERS"] == "5"
 
 
 @pytest.mark.parametrize("service", ["worker", "beat"])
@@ -294,5 +308,6 @@ def test_the_model_server_runs_the_serve_models_command_on_the_shared_volume() -
 def test_training_scripts_on_the_worker_log_to_the_web_service_it_can_reach() -> None:
     uri = urlsplit(SERVICES["worker"]["environment"]["SCRIPT_TRACKING_URI"])
     assert uri.hostname in SERVICES and uri.hostname == "web"
-    assert f"0.0.0.0:{uri.port}" in command_of(SERVICES["web"])
+    web = command_of(SERVICES["web"])
+    assert (option(web, "--host"), option(web, "--port")) == ("0.0.0.0", str(uri.port))  # noqa: S104
     assert uri.hostname in SERVICES["web"]["environment"]["ALLOWED_HOSTS"].split(",")

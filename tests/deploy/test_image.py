@@ -55,11 +55,13 @@ def test_the_container_runs_as_a_non_root_user() -> None:
     assert users[-1] not in {"root", "0"}
 
 
-def test_the_default_command_is_gunicorn_on_port_8000() -> None:
+def test_the_default_command_is_granian_on_port_8000() -> None:
     assert arguments("EXPOSE") == ["8000"]
     command = json.loads(arguments("CMD")[-1])
-    assert command[:2] == ["gunicorn", "mlops_portal.wsgi"]
-    assert command[command.index("--bind") + 1] == "0.0.0.0:8000"
+    assert command[0] == "granian"
+    assert command[-1] == "mlops_portal.wsgi:application"
+    assert command[command.index("--port") + 1] == "8000"
+    assert command[command.index("--host") + 1] == "0.0.0.0"  # noqa: S104
     assert command == command_of(SERVICES["web"]), "compose's web command and the image's CMD drifted apart"
 
 
