@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/tracking_ab.py                      # the last commit against the working tree
     .venv/bin/python bench/tracking_ab.py --base 5e97b99 --only log_metric,log_param --blocks 20
+    .venv/bin/python bench/tracking_ab.py --base HEAD --base-server gunicorn   # one revision, two servers
 
 On a 2-core machine shared with other work, the same workload measured twice an hour apart can move by
 half (docs/performance.md, "The misses, and why"): a change of 10-20 % cannot be judged from two
@@ -124,6 +125,8 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(WORKLOADS), help=f"workloads, from {', '.join(WORKLOADS)}")
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--calls", type=int, default=40, help="calls per block (log_batch: a quarter)")
+    parser.add_argument("--base-server", choices=("granian", "gunicorn"), default="granian",
+                        help="the web server for the base revision (the head always runs under granian)")  # fmt: skip
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432"))
     args = parser.parse_args()
     workloads = [w for w in args.only.split(",") if w]
@@ -147,12 +150,14 @@ def main() -> None:
         portals = {}
         for name, tree in trees.items():
             server = srv.start_portal(
-                name, name, env={**env, "PYTHONPATH": str(tree)}, token=token, workers=2, threads=4, tmp=tmp, root=tree
-            )
+                name, name, env={**env, "PYTHONPATH": str(tree)}, token=token, workers=2, threads=4, tmp=tmp,
+                root=tree, server=args.base_server if name == "base" else "granian",
+            )  # fmt: skip
             servers.append(server)
             srv.wait_ready(server)
             portals[name] = Portal(server.url, token)
-        print(f"base {args.base}, head {args.head or 'working tree'}; load average {srv.load_average()}\n")
+        print(f"base {args.base} ({args.base_server}), head {args.head or 'working tree'} (granian); "
+              f"load average {srv.load_average()}\n")  # fmt: skip
         print("| workload | base median ms | head median ms | head / base | calls each |")
         print("|---|---:|---:|---:|---:|")
         for workload in workloads:

@@ -262,14 +262,29 @@ def launcher() -> Any:
 
 
 def start_portal(
-    name: str, label: str, *, env: dict[str, str], token: str, workers: int, threads: int, tmp: Path, root: Path = ROOT
+    name: str,
+    label: str,
+    *,
+    env: dict[str, str],
+    token: str,
+    workers: int,
+    threads: int,
+    tmp: Path,
+    root: Path = ROOT,
+    server: str = "granian",
 ) -> Server:
     """The web process exactly as `./portal up` starts it (granian, the launcher's options); `root`: the
-    checkout to run (bench/tracking_ab.py runs another revision from a git worktree)."""
+    checkout to run (bench/tracking_ab.py runs another revision from a git worktree). `server="gunicorn"`:
+    gunicorn as `./portal up` ran it until 2026-12-07, for comparing the two servers."""
     port = free_port()
-    command = [str(BIN / "granian"), *launcher().web_server_options("127.0.0.1", port, workers)]
-    if threads != 4:
-        command[command.index("--blocking-threads") + 1] = str(threads)
+    if server == "gunicorn":
+        command = [str(BIN / "gunicorn"), "mlops_portal.wsgi", "--bind", f"127.0.0.1:{port}"]
+        command += ["--workers", str(workers), "--threads", str(threads), "--access-logfile", "-"]
+        command += ["--graceful-timeout", "10"]
+    else:
+        command = [str(BIN / "granian"), *launcher().web_server_options("127.0.0.1", port, workers)]
+        if threads != 4:
+            command[command.index("--blocking-threads") + 1] = str(threads)
     log = tmp / f"{name}.log"
     proc = _start(name, command, env, log, root)
     return Server(name, label, f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}, proc, log, command)
