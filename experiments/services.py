@@ -263,6 +263,12 @@ def _guarded_keys_cte(name: str) -> str:
 # NULL) and a yes (see experiments.mlflow_api.lookups.RunGuard for the one that checks).
 KNOWN_OWNER = "guard AS (SELECT %s AS w_run, %s::bigint AS w_exp, TRUE AS w_ok)"
 KNOWN_OWNER_COLUMNS = 3
+# The same for metric points, which have no foreign key to the run (see Metric): the run, read again
+# and locked against deletion (FOR KEY SHARE) until the points are committed. No row: the run is gone.
+RUN_FOR_POINTS = (
+    f"guard AS (SELECT run_uuid AS w_run, experiment_id AS w_exp, TRUE AS w_ok"  # noqa: S608
+    f" FROM {Run._meta.db_table} WHERE run_uuid = %s FOR KEY SHARE)"
+)
 
 
 def remember_keys(experiment_id: int, kind: str, keys: Iterable[str]) -> None:
@@ -557,7 +563,8 @@ def log_metrics(run: Run, points: list[MetricPoint]) -> None:
     if connection.vendor == "postgresql":
         # One statement (a data-modifying CTE) is atomic by itself: no BEGIN and COMMIT round trips.
         with rawsql.prepared_cursor() as cursor:
-            _insert_points_postgres(cursor, KNOWN_OWNER, [run.pk, run.experiment_id], points, newest)
+            if _insert_points_postgres(cursor, RUN_FOR_POINTS, [run.pk], points, newest) is None:
+                raise not_found(f"Run with id={run.run_uuid} not found")  # deleted meanwhile: nothing written
         return
     _insert_points_sqlite(run, points, newest)
 
@@ -573,7 +580,7 @@ def log_metrics_guarded(guard: Any, points: list[MetricPoint]) -> Run:
         return run
     with rawsql.prepared_cursor() as cursor:
         if points:
-            row = _insert_points_postgres(cursor, guard.cte, guard.params, points, newest)
+            row = _insert_points_postgres(cursor, guard.locking_cte, guard.params, points, newest)
         else:
             cursor.execute(f"WITH {guard.cte} SELECT * FROM guard", guard.params)  # noqa: S608
             row = cursor.fetchone()
@@ -612,6 +619,11 @@ def _upsert_latest() -> str:
 def _insert_points_sqlite(run: Run, points: list[MetricPoint], newest: list[MetricPoint]) -> None:
     latest_table = LatestMetric._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
+        # No foreign key to stop points for a run deleted since it was read (see Metric): SQLite lets
+        # no other writer commit between this read and the inserts of the same transaction.
+        cursor.execute(f"SELECT 1 FROM {Run._meta.db_table} WHERE run_uuid = %s", [run.pk])  # noqa: S608
+        if cursor.fetchone() is None:
+            raise not_found(f"Run with id={run.run_uuid} not found")
         inserted = _insert_points_values(
             cursor,
             run.pk,

@@ -129,6 +129,9 @@ class RunGuard:
             " ON g.experiment_id = r.experiment_id AND g.user_id = %s"
             " WHERE r.run_uuid = %s)"
         )
+        # For metric points, which have no foreign key to the run: the run stays locked against deletion
+        # until they are committed (see experiments.models.Metric).
+        self.locking_cte = self.cte[:-1] + " FOR KEY SHARE OF r)"
         self.params: list[Any] = [LifecycleStage.ACTIVE, *allowed_params, getattr(user, "pk", None), run_id]
         self.columns = rawsql.width(Run) + rawsql.width(Experiment) + 4  # what `SELECT guard.*` returns
 
