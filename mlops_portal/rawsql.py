@@ -66,6 +66,15 @@ def in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
 
 
+def in_text_list(column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+    """`in_list` for strings, which on PostgreSQL go as one array literal: psycopg adapts a list
+    element by element in Python (0.2-0.3 ms for 100 run ids, each time the list is a parameter)."""
+    if connection.vendor != "postgresql":
+        return in_list(column, values)
+    quoted = ['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
+    return f"{column} = ANY(%s::varchar[])", ["{" + ",".join(quoted) + "}"]
+
+
 @cache
 def _converters(model: type[models.Model], vendor: str) -> list[tuple[list[Callable[..., Any]], Any]]:
     out = []
