@@ -159,7 +159,7 @@ def _body_chunks(request: HttpRequest) -> tuple[Iterator[bytes], int | None]:
         # Django's development server: its LimitedStream keeps the raw socket reader's methods.
         return _dechunk(read, readline), None
     raise LengthRequired(
-        "This server cannot read a chunked request body: run the portal under gunicorn (as `./portal up` does)."
+        "This server cannot read a chunked request body: run the portal under granian (as `./portal up` does)."
     )
 
 

@@ -95,7 +95,7 @@ def runs_json(runs: list[Run]) -> list[dict[str, Any]]:
     outputs: dict[str, list[Any]] = {i: [] for i in ids}
     inputs: dict[str, list[Any]] = {i: [] for i in ids}
     with rawsql.prepared_cursor() as cursor:
-        where, params = rawsql.in_text_list("run_id", ids)
+        where, params = rawsql.in_list("run_id", ids)
         cursor.execute(_DETAILS_SQL.format(where=where), params * 5)
         with_inputs = False
         for kind, run_id, key, text, number, is_nan, timestamp, step, _ in cursor.fetchall():

@@ -1,8 +1,8 @@
 """Prometheus metrics of the portal itself.
 
 `http_request_duration_seconds` is the histogram the founding document's Grafana "Model Latency"
-panel divides (`rate(..._sum[5m]) / rate(..._count[5m])`). Under gunicorn set
-PROMETHEUS_MULTIPROC_DIR so every worker process contributes to one exposition.
+panel divides (`rate(..._sum[5m]) / rate(..._count[5m])`). With several web worker
+processes (granian's), set PROMETHEUS_MULTIPROC_DIR so every one contributes to one exposition.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def raw_body_chunks(request: HttpRequest) -> tuple[Iterator[bytes], int | None]:
                 "The request body is empty: send the file as the body, with a Content-Length header."
             )
         # Without a length Django reads nothing; the raw input may be read to its end only when the
-        # server guarantees it ends with the body (gunicorn does, the development server does not).
+        # server guarantees it ends with the body (granian and gunicorn do, the development server does not).
         if not request.META.get("wsgi.input_terminated"):
             raise exceptions.ParseError("Send the file with a Content-Length header.")
         stream = request.META["wsgi.input"]

@@ -90,7 +90,7 @@ def _body_chunks(request: HttpRequest) -> Iterator[bytes]:
     stream: Any = request  # Django's request reads from the WSGI input, up to CONTENT_LENGTH
     if not request.META.get("CONTENT_LENGTH") and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
         # Without a length Django would read nothing. Reading the raw input to its end is safe only
-        # when the server says it ends there (gunicorn does, the development server does not).
+        # when the server says it ends there (granian and gunicorn do, the development server does not).
         if not request.META.get("wsgi.input_terminated"):
             raise MlflowError("Send the artifact with a Content-Length header.", "BAD_REQUEST")
         stream = request.META["wsgi.input"]
