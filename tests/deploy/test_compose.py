@@ -39,6 +39,7 @@ from tests.deploy.compose import (
     option,
     raw_compose,
 )
+from tests.services import launcher
 
 COMPOSE = load_compose()
 SERVICES: dict[str, Any] = COMPOSE["services"]
@@ -116,6 +117,13 @@ def test_web_runs_the_portal_wsgi_application_with_granian() -> None:
     wsgi = importlib.import_module(module)
     assert callable(getattr(wsgi, name))
     assert wsgi is importlib.import_module("mlops_portal.wsgi") and name == "application"
+
+
+def test_web_runs_what_the_launcher_runs() -> None:
+    """`./portal up` and the containers start the web process with the same options (bar the worker count)."""
+    options = launcher().web_server_options("0.0.0.0", 8000, 3)  # noqa: S104
+    at = options.index("--workers")
+    assert command_of(SERVICES["web"])[1:] == options[:at] + options[at + 2 :]
 
 
 def test_the_web_worker_count_comes_from_web_concurrency() -> None:
