@@ -2,11 +2,12 @@
 
 A request pays for one `deque.append`; the writer thread wakes every MODEL_SERVER_LOG_FLUSH_SECONDS and
 bulk-inserts what piled up. When the database is unreachable the batch is kept for the next flush (up to
-the queue cap), and `stop()` flushes what is left, so a clean shutdown loses nothing. A batch the database
-refuses for its content (a NaN or a NUL character that PostgreSQL's jsonb rejects, a deployment deleted
-meanwhile) is written row by row instead, and only the refused rows are dropped and counted: one bad row
-must never block the log that canary judgment reads. Beyond MAX_QUEUED rows (the database is down for
-long) the oldest are dropped and counted, rather than the server running out of memory.
+the queue cap), and `stop()` flushes what is left, so a clean shutdown loses nothing. Rows whose deployment
+revision was deleted meanwhile are left out and counted. A batch the database refuses for its content (a
+NaN or a NUL character that PostgreSQL's jsonb rejects) is written row by row instead, and only the refused
+rows are dropped and counted: one bad row must never block the log that canary judgment reads. Beyond
+MAX_QUEUED rows (the database is down for long) the oldest are dropped and counted, rather than the server
+running out of memory.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from django.db import (
     transaction,
 )
 
-from deployments.models import PredictionLog
+from deployments.models import Deployment, DeploymentRevision, PredictionLog
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class PredictionLogger:
                 return 0
             try:
                 with transaction.atomic():  # all or nothing, so a retried batch is never written twice
-                    _insert(batch)
+                    orphans = _insert(batch)
             except (OperationalError, InterfaceError):
                 # The database is away: keep the rows for the next flush, ahead of newer ones.
                 logger.warning("prediction log: writing %d rows failed; will retry", len(batch), exc_info=True)
@@ -80,8 +81,18 @@ class PredictionLogger:
                 return 0
             except DatabaseError:
                 return self._write_one_by_one(batch)
-            self.written += len(batch)
-            return len(batch)
+            self._refuse(orphans)
+            self.written += len(batch) - len(orphans)
+            return len(batch) - len(orphans)
+
+    def _refuse(self, rows: list[dict[str, Any]]) -> None:
+        """Count and report rows left out because their revision (or its deployment) is gone."""
+        if rows:
+            self.refused += len(rows)
+            logger.warning(
+                "prediction log: dropped %d rows whose deployment revision no longer exists (request %s, ...)",
+                len(rows), rows[0].get("request_id"),
+            )  # fmt: skip
 
     def _write_one_by_one(self, batch: list[dict[str, Any]]) -> int:
         """Write what the database accepts of a refused batch; drop (and count) the rows it refuses."""
@@ -89,7 +100,7 @@ class PredictionLogger:
         for index, row in enumerate(batch):
             try:
                 with transaction.atomic():
-                    PredictionLog(**row).save(force_insert=True)
+                    orphans = _insert([row])
             except (OperationalError, InterfaceError):
                 with self._append_lock:  # gone mid-way: keep the rest for later
                     self._queue.extendleft(reversed(batch[index:]))
@@ -101,7 +112,8 @@ class PredictionLogger:
                     "prediction log: dropped request %s the database refused: %s", row.get("request_id"), exc
                 )
             else:
-                written += 1
+                self._refuse(orphans)
+                written += 1 - len(orphans)
         self.written += written
         return written
 
@@ -121,12 +133,17 @@ class PredictionLogger:
         self.flush()
 
 
-def _insert(batch: list[dict[str, Any]]) -> None:
-    """Write a batch: PostgreSQL's COPY where there is one (several times less work for the database than
-    INSERT, and the database shares the machine with the model server), else a bulk INSERT."""
+def _insert(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write a batch, inside the caller's transaction: PostgreSQL's COPY where there is one (several times
+    less work for the database than INSERT, and the database shares the machine with the model server),
+    else a bulk INSERT. The log has no foreign key constraints (see PredictionLog): rows whose revision
+    is gone, or names another deployment than its revision's, are left out and returned."""
+    batch, orphans = _live_rows(batch)
+    if not batch:
+        return orphans
     if connection.vendor != "postgresql":
         PredictionLog.objects.bulk_create([PredictionLog(**row) for row in batch], batch_size=INSERT_BATCH)
-        return
+        return orphans
     columns = _copy_columns()
     names = ", ".join(connection.ops.quote_name(column) for _, column, _, _ in columns)
     table = connection.ops.quote_name(PredictionLog._meta.db_table)
@@ -140,6 +157,32 @@ def _insert(batch: list[dict[str, Any]]) -> None:
                     for name, _, default, prepare in columns
                 ]
             )
+    return orphans
+
+
+def _live_rows(batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the rows whose revision and deployment exist, the others). On PostgreSQL the revisions and their
+    deployments stay locked against deletion (FOR KEY SHARE) until the caller's transaction ends: a
+    deletion in progress waits for the rows, and the triggers of migration 0004 then delete them with
+    it. On SQLite the read starts the transaction's snapshot: a deletion committed after it makes SQLite
+    refuse the insert (an OperationalError: the batch is kept and retried, then left out here)."""
+    revision_ids = sorted({row.get("revision_id") for row in batch if isinstance(row.get("revision_id"), int)})
+    live: set[tuple[int, int]] = set()
+    if revision_ids:
+        revisions, deployments = DeploymentRevision._meta.db_table, Deployment._meta.db_table
+        lock = " FOR KEY SHARE OF r, d" if connection.vendor == "postgresql" else ""
+        placeholders = ", ".join(["%s"] * len(revision_ids))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT r.id, r.deployment_id FROM {revisions} r JOIN {deployments} d ON d.id = r.deployment_id"  # noqa: S608
+                f" WHERE r.id IN ({placeholders}){lock}",
+                revision_ids,
+            )
+            live = {(revision, deployment) for revision, deployment in cursor.fetchall()}
+    kept, orphans = [], []
+    for row in batch:
+        (kept if (row.get("revision_id"), row.get("deployment_id")) in live else orphans).append(row)
+    return kept, orphans
 
 
 @cache

@@ -3,6 +3,8 @@ logged before a clean stop is in PostgreSQL, and a refused row does not block th
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import pytest
@@ -33,3 +35,18 @@ def test_a_clean_stop_writes_everything_logged(
     ids = logged_ids()
     assert len(ids) == 301 and ids[-1] == "last" and "nan" not in ids
     assert PredictionLog.objects.count() == 301
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE: Linux")
+def test_the_writer_runs_only_when_a_core_is_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url())
+    writer = ProcessPredictionLogger(0.05)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while os.sched_getscheduler(writer._process.pid) != os.SCHED_IDLE and time.monotonic() < deadline:
+            time.sleep(0.05)  # the child sets it first thing, before loading Django
+        assert os.sched_getscheduler(writer._process.pid) == os.SCHED_IDLE
+        assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the server itself is not demoted
+    finally:
+        writer.stop()
