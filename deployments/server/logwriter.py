@@ -31,19 +31,6 @@ SEND_SECONDS = 0.05
 SEND_ROWS = 5_000
 
 
-def _yield_the_cpu() -> None:
-    """Behind the server for the CPU: on a small machine the writer must not take a core from predictions.
-    Linux's SCHED_IDLE runs the writer only on a core no request thread wants, and its wake-ups never
-    preempt one; `nice` 19 still lets a waking writer preempt a running request. Where there is no
-    SCHED_IDLE (not Linux), `nice` 19. The writer is not starved while the server has idle time: at 500
-    requests/s on 2 cores it needs a few percent of one core, and the cores are about half idle."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
-    except (AttributeError, OSError):
-        with contextlib.suppress(OSError):
-            os.nice(19)
-
-
 def _child(items: Any, flush_seconds: float, settings_module: str) -> None:
     """The writer process: read rows, write them every `flush_seconds` until told to stop."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
@@ -55,7 +42,11 @@ def _child(items: Any, flush_seconds: float, settings_module: str) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
-    _yield_the_cpu()
+    # Behind the server for the CPU: on a small machine the writer must not take a core from predictions.
+    # Not SCHED_IDLE: at 500 requests/s on 2 cores the cores are nearly busy, a writer that only runs on
+    # an idle core fell behind, and the bigger batches it then handed over cost more (docs/performance.md).
+    with contextlib.suppress(OSError):
+        os.nice(19)
 
     import django
 
