@@ -406,21 +406,19 @@ def store_immutable_params(
         _refuse_changed_params(clean, existing, owner)
 
 
-def log_params_guarded(guard: Any, params: list[tuple[Any, Any]]) -> Run:
+def log_params_guarded(guard: Any, params: list[tuple[Any, Any]]) -> None:
     """`log_params` for a run not read yet: on PostgreSQL one statement finds the run, checks the
     caller's permission and writes (see RunGuard); elsewhere the lookup, then the write. The params
-    are checked first either way. The run, or the lookup's error."""
+    are checked first either way. Raises the lookup's error."""
     clean = clean_params(params)
     if connection.vendor != "postgresql":
-        run = guard.lookup()
-        log_params(run, params)
-        return run
+        log_params(guard.lookup(), params)
+        return
     with transaction.atomic() if len(clean) > 1 else nullcontext():
         row, existing = _store_params_postgres(guard.cte, guard.params, guard.columns, Param, "run_id", clean, True)
-        run = guard.resolve(row)
+        guard.resolve(row)
         if clean:
-            _refuse_changed_params(clean, existing, f"run ID='{run.run_uuid}'")
-    return run
+            _refuse_changed_params(clean, existing, f"run ID='{guard.run_id}'")
 
 
 def _refuse_changed_params(clean: dict[str, str], existing: dict[str, str], owner: str) -> None:
@@ -569,22 +567,21 @@ def log_metrics(run: Run, points: list[MetricPoint]) -> None:
     _insert_points_sqlite(run, points, newest)
 
 
-def log_metrics_guarded(guard: Any, points: list[MetricPoint]) -> Run:
+def log_metrics_guarded(guard: Any, points: list[MetricPoint]) -> None:
     """`log_metrics` for a run not read yet: on PostgreSQL one statement finds the run, checks the
     caller's permission and writes (see RunGuard); elsewhere the lookup, then the write. The points
-    are checked first either way. The run, or the lookup's error."""
+    are checked first either way. Raises the lookup's error."""
     newest = _check_points(points)
     if connection.vendor != "postgresql":
-        run = guard.lookup()
-        log_metrics(run, points)
-        return run
+        log_metrics(guard.lookup(), points)
+        return
     with rawsql.prepared_cursor() as cursor:
         if points:
             row = _insert_points_postgres(cursor, guard.locking_cte, guard.params, points, newest)
         else:
             cursor.execute(f"WITH {guard.cte} SELECT * FROM guard", guard.params)  # noqa: S608
             row = cursor.fetchone()
-    return guard.resolve(row)
+    guard.resolve(row)
 
 
 def _check_points(points: list[MetricPoint]) -> list[MetricPoint]:

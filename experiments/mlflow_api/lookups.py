@@ -110,9 +110,10 @@ class RunGuard:
     checks and writes in one round trip (the mlflow client's per-metric and per-param calls).
 
     The statement writes only from `guard` rows where `w_ok` (the user holds `level` and the run is
-    active; `w_run`, `w_exp`: the run and its experiment) and returns the guard's row, which
-    `resolve` turns into the run or into the error `run_for` would have raised, nothing written.
-    The statement needs PostgreSQL (a data-modifying CTE); elsewhere `lookup` is `run_for`.
+    active; `w_run`, `w_exp`: the run and its experiment) and returns the guard's row. The row is those
+    three columns and nothing else: a write that was allowed needs nothing more, and only a refused
+    one reads the run again (`resolve`), to raise the error `run_for` would have raised. The statement
+    needs PostgreSQL (a data-modifying CTE); elsewhere `lookup` is `run_for`.
     """
 
     def __init__(self, user: Any, run_id: Any, level: str) -> None:
@@ -121,8 +122,7 @@ class RunGuard:
         self.user, self.run_id, self.level = user, run_id, level
         allowed, allowed_params = permissions.sql_allows(user, level)
         self.cte = (
-            f"guard AS (SELECT {rawsql.select_list(Run, 'r')}, {rawsql.select_list(Experiment, 'e')},"  # noqa: S608
-            f" g.level AS w_grant, r.run_uuid AS w_run, r.experiment_id AS w_exp,"
+            "guard AS (SELECT r.run_uuid AS w_run, r.experiment_id AS w_exp,"  # noqa: S608
             f" (r.lifecycle_stage = %s AND ({allowed})) AS w_ok"
             f" FROM {Run._meta.db_table} r JOIN {Experiment._meta.db_table} e ON e.id = r.experiment_id"
             f" LEFT JOIN {ExperimentPermission._meta.db_table} g"
@@ -133,23 +133,20 @@ class RunGuard:
         # until they are committed (see experiments.models.Metric).
         self.locking_cte = self.cte[:-1] + " FOR KEY SHARE OF r)"
         self.params: list[Any] = [LifecycleStage.ACTIVE, *allowed_params, getattr(user, "pk", None), run_id]
-        self.columns = rawsql.width(Run) + rawsql.width(Experiment) + 4  # what `SELECT guard.*` returns
+        self.columns = 3  # what `SELECT guard.*` returns
 
     def lookup(self) -> Run:
         """The run by a query of its own, as `run_for` reads it (databases without the statement)."""
         return run_for(self.user, self.run_id, self.level)
 
-    def resolve(self, row: Any) -> Run:
-        """The run from the guard's columns (at the start of `row`), or the lookup's error."""
-        if row is None:
-            raise not_found(f"Run with id={self.run_id} not found")
-        run = rawsql.load(Run, row)
-        run.experiment = rawsql.load(Experiment, row, rawsql.width(Run))
-        grant = row[rawsql.width(Run) + rawsql.width(Experiment)]
-        check(self.user, run.experiment, self.level, missing=f"Run with id={self.run_id} not found", grant=grant)
+    def resolve(self, row: Any) -> None:
+        """Nothing if the statement's guard row (at the start of `row`) allowed the write; else the
+        error `run_for` raises, from a lookup of its own (the refused path only)."""
+        if row is not None and row[self.columns - 1]:
+            return
+        run = self.lookup()  # raises: missing, not allowed
         from experiments.services import require_active
 
-        require_active(run)
-        if not row[self.columns - 1]:  # the statement refused what Python allows: never written, so say so
-            raise MlflowError("the write was refused by the database's permission check; try again", "INTERNAL_ERROR")
-        return run
+        require_active(run)  # raises: deleted
+        # The statement refused what Python allows (a grant changed in between): never written, so say so.
+        raise MlflowError("the write was refused by the database's permission check; try again", "INTERNAL_ERROR")

@@ -94,6 +94,22 @@ def test_a_refused_metric_or_param_writes_nothing(
     assert not Param.objects.filter(run=run).exists()
 
 
+@pg_only
+@pytest.mark.django_db
+def test_a_write_the_statement_refuses_but_python_allows_says_so_and_writes_nothing(
+    world: dict[str, Any], editor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A grant revoked and given back between the statement and the lookup that explains the refusal:
+    # here the statement's check says no and Python's says yes. The client must not be told it worked.
+    monkeypatch.setattr(permissions, "sql_allows", lambda user, level: ("FALSE", []))
+    run = world["run"]
+    metric = post("runs/log-metric", {"run_id": run.pk, "key": "m", "value": 1, "timestamp": 1}, **bearer(editor))
+    param = post("runs/log-parameter", {"run_id": run.pk, "key": "p", "value": "1"}, **bearer(editor))
+    for response in (metric, param):
+        assert response.status_code == 500 and response.json()["error_code"] == "INTERNAL_ERROR", response.content
+    assert not Metric.objects.filter(run=run).exists() and not Param.objects.filter(run=run).exists()
+
+
 @pytest.mark.django_db
 def test_the_owner_and_an_edit_grant_write_and_a_deleted_run_takes_nothing(
     world: dict[str, Any], editor: Any, django_user_model: Any
