@@ -270,3 +270,20 @@ def test_with_logging_off_the_server_has_no_writer_at_all(settings: Any) -> None
     assert ModelServer(registry=CollectorRegistry()).prediction_log is None  # no idle thread, nothing to stop
     settings.MODEL_SERVER_LOG_PREDICTIONS = True
     assert isinstance(ModelServer(registry=CollectorRegistry()).prediction_log, PredictionLogger)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_json_and_times_come_back_as_they_were_logged(revision: DeploymentRevision) -> None:
+    # The COPY writes JSON as text and aware datetimes as they are (predlog._copy_columns): what the
+    # ORM reads back must be what was logged, awkward characters included.
+    logger = PredictionLogger(60)
+    inputs = {"text": 'tab\there "quoted" back\\slash\nnewline ü € \u2028', "nested": [1, 2.5, None, True, {"k": []}]}
+    outputs = [[0.1, -1e-300, 1e300], "label"]
+    logged_at = timezone.now()
+    logger.log(
+        time=logged_at, request_id="awkward", deployment_id=revision.deployment_id, revision_id=revision.pk,
+        model_version=1, latency_ms=1.5, status=200, inputs=inputs, outputs=outputs,
+    )  # fmt: skip
+    assert logger.flush() == 1
+    row = PredictionLog.objects.get(request_id="awkward")
+    assert (row.inputs, row.outputs, row.time) == (inputs, outputs, logged_at)
