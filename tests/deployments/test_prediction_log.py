@@ -278,7 +278,7 @@ def test_json_and_times_come_back_as_they_were_logged(revision: DeploymentRevisi
     # ORM reads back must be what was logged, awkward characters included.
     logger = PredictionLogger(60)
     inputs = {"text": 'tab\there "quoted" back\\slash\nnewline ü € \u2028', "nested": [1, 2.5, None, True, {"k": []}]}
-    outputs = [[0.1, -1e-300, 1e300], "label"]
+    outputs = [[0.1, -1e-300, 12345.678], "label"]
     logged_at = timezone.now()
     logger.log(
         time=logged_at, request_id="awkward", deployment_id=revision.deployment_id, revision_id=revision.pk,
