@@ -135,7 +135,9 @@ def _load_keras(data_dir: Path, inputs: list[InputSpec]) -> LoadedModel:
     tensor_inputs = [i for i in inputs if i.shape is not None]
     if tensor_inputs and len(tensor_inputs) == len(inputs):
         signature = [{i.name: spec(i) for i in inputs}] if inputs[0].name else [spec(inputs[0])]
-        call = tf.function(lambda x: model(x, training=False), input_signature=signature)
+        # The signature admits one graph: call it directly. tf.function's dispatch (binding the inputs,
+        # looking the graph up) cost a third of a small model's CPU per prediction (docs/performance.md).
+        call = tf.function(lambda x: model(x, training=False), input_signature=signature).get_concrete_function()
     else:
         call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     # Columns (MLflow column specs) arrive as 1-D arrays; a Keras input of shape (None, 1) wants them 2-D.
