@@ -16,7 +16,7 @@ thread, TCP_NODELAY on so no request waits on Nagle's algorithm):
 
 1. single-row latency: `--requests` sequential requests after a warm-up, median and p95;
 2. throughput: 8 concurrent clients for `--seconds`, requests per second, and their median latency;
-3. the raw in-process call of the same model through the portal's loader (a `tf.function`), so the
+3. the raw in-process call of the same model through the portal's loader (its traced graph), so the
    server's overhead over it is reported.
 
 MLflow is sent `{"inputs": [[...]]}` on /invocations; the portal the same body on

@@ -616,9 +616,9 @@ def _upsert_latest() -> str:
 def _insert_points_sqlite(run: Run, points: list[MetricPoint], newest: list[MetricPoint]) -> None:
     latest_table = LatestMetric._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
-        # No foreign key to stop points for a run deleted since it was read (see Metric). This read
-        # starts the transaction's snapshot: a deletion committed after it makes SQLite refuse the
-        # inserts below (WAL mode: a stale snapshot cannot write), so no point outlives its run.
+        # No foreign key to stop points for a run deleted since it was read (see Metric). The
+        # transaction holds SQLite's write lock from its start (transaction_mode IMMEDIATE in settings),
+        # so no deletion commits between this check and the inserts below: no point outlives its run.
         cursor.execute(f"SELECT 1 FROM {Run._meta.db_table} WHERE run_uuid = %s", [run.pk])  # noqa: S608
         if cursor.fetchone() is None:
             raise not_found(f"Run with id={run.run_uuid} not found")

@@ -12,6 +12,14 @@
 2. request_id keeps its index under a name of its own and loses the `varchar_pattern_ops` twin that
    `db_index=True` adds on PostgreSQL for LIKE, which no query uses. On PostgreSQL the index is renamed,
    not rebuilt, so a long log is not locked while this migrates.
+
+Going back is not cheap on a long log: adding the foreign keys back checks every row, and the LIKE index
+is built again, both while the table is locked.
+
+SQLite drops a table's triggers when Django rebuilds the table (it does for many field changes): a later
+migration that alters deployments_deployment, deployments_deploymentrevision or deployments_predictionlog
+on SQLite must create these triggers again. tests/deployments/test_prediction_log_integrity.py checks
+that they exist.
 """
 
 from django.db import migrations, models

@@ -41,7 +41,7 @@ INSERT_BATCH = 2_000
 class PredictionLogger:
     def __init__(self, flush_seconds: float) -> None:
         self.flush_seconds = flush_seconds
-        # Plain dicts, from the request path to the COPY: model instances only for a refused batch.
+        # Plain dicts, from the request path to the COPY (a refused batch too, one row at a time).
         self._queue: deque[dict[str, Any]] = deque()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
@@ -88,11 +88,11 @@ class PredictionLogger:
             return len(batch) - len(orphans)
 
     def _refuse(self, rows: list[dict[str, Any]]) -> None:
-        """Count and report rows left out because their revision (or its deployment) is gone."""
+        """Count and report rows left out: their revision is gone, or belongs to another deployment."""
         if rows:
             self.refused += len(rows)
             logger.warning(
-                "prediction log: dropped %d rows whose deployment revision no longer exists (request %s, ...)",
+                "prediction log: dropped %d rows whose deployment revision is gone or not theirs (request %s, ...)",
                 len(rows), rows[0].get("request_id"),
             )  # fmt: skip
 
@@ -163,16 +163,19 @@ def _insert(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _live_rows(batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(the rows whose revision and deployment exist, the others). On PostgreSQL the revisions and their
-    deployments stay locked against deletion (FOR KEY SHARE) until the caller's transaction ends: a
+    """(the rows whose revision exists and belongs to the row's deployment, the others). On PostgreSQL
+    the revisions stay locked against deletion (FOR KEY SHARE) until the caller's transaction ends: a
     deletion in progress waits for the rows, and the triggers of migration 0004 then delete them with
-    it. On SQLite the read starts the transaction's snapshot: a deletion committed after it makes SQLite
-    refuse the insert (an OperationalError: the batch is kept and retried, then left out here)."""
+    it. Their deployments need no lock of their own: a revision's foreign key keeps its deployment
+    until the revision is deleted, and leaving the deployment unlocked keeps flushes from queueing behind
+    deploys and rollbacks (which lock it FOR UPDATE). On SQLite the caller's transaction holds the
+    database's write lock from its start (transaction_mode IMMEDIATE), so no deletion commits between
+    this read and the insert."""
     revision_ids = sorted({row.get("revision_id") for row in batch if isinstance(row.get("revision_id"), int)})
     live: set[tuple[int, int]] = set()
     if revision_ids:
         revisions, deployments = DeploymentRevision._meta.db_table, Deployment._meta.db_table
-        lock = " FOR KEY SHARE OF r, d" if connection.vendor == "postgresql" else ""
+        lock = " FOR KEY SHARE OF r" if connection.vendor == "postgresql" else ""
         placeholders = ", ".join(["%s"] * len(revision_ids))
         with connection.cursor() as cursor:
             cursor.execute(

@@ -63,6 +63,37 @@ def test_deleting_a_deployment_or_a_revision_deletes_its_rows_through_django_and
 
 
 @pytest.mark.django_db
+def test_the_delete_triggers_exist() -> None:
+    # SQLite drops a table's triggers when Django rebuilds it: a later migration must create them again.
+    expected = {
+        "deployments_deployment_delete_logs",
+        "deployments_revision_delete_logs",
+        "experiments_run_delete_points",
+    }
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
+        else:
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        names = {row[0] for row in cursor.fetchall()}
+    assert expected <= names, expected - names
+
+
+@pytest.mark.django_db
+def test_deleting_a_deployment_in_plain_sql_deletes_rows_that_name_it(
+    revision: DeploymentRevision, editor: Any
+) -> None:
+    # A row naming a deployment its revision does not belong to cannot come from the writer; written
+    # through the ORM, it is the one way to see the deployment's own trigger at work (deleting a
+    # deployment in SQL means deleting its revisions first, whose trigger would take their rows).
+    other = Deployment.objects.create(name="other", registered_model=revision.deployment.registered_model, selector="1")
+    PredictionLog.objects.create(**{**rows(revision, "named")[0], "deployment_id": other.pk})
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Deployment._meta.db_table} WHERE id = %s", [other.pk])  # noqa: S608
+    assert not PredictionLog.objects.filter(request_id="named0").exists()
+
+
+@pytest.mark.django_db
 def test_rows_for_a_revision_deleted_before_the_flush_are_left_out_and_counted(
     revision: DeploymentRevision,
 ) -> None:
