@@ -218,9 +218,10 @@ class PredictionLog(models.Model):
     # every index is work for each of the hundreds of rows a second the model server writes.
     # No foreign key constraints either: PostgreSQL checked both for every row at commit, a third of what
     # the database spends on a flush of the log. What they guaranteed still holds: the writer locks the
-    # batch's revisions and their deployments (FOR KEY SHARE) in the transaction that writes the rows and
-    # leaves out rows whose revision is gone (deployments/server/predlog.py), and triggers delete a
-    # deployment's or a revision's rows with it (migration 0004), so none are left behind.
+    # batch's revisions (FOR KEY SHARE; a revision's own key keeps its deployment) in the transaction that
+    # writes the rows and leaves out rows whose revision is gone or not their deployment's
+    # (deployments/server/predlog.py), and triggers delete a deployment's or a revision's rows with it
+    # (migration 0004), so none are left behind.
     deployment = models.ForeignKey(
         Deployment, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )
