@@ -35,18 +35,23 @@ def prepared_cursor() -> Iterator[Any]:
     runs prepared statements on their generic plan (DB_PREPARED_STATEMENTS; planning cost more than
     running these). Django's own cursors bind on the client and never prepare. Elsewhere it is
     Django's cursor. Errors and query logging are Django's."""
-    with connection.cursor() as django_cursor:  # the health check, connecting, thread checks
-        if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql":
+        with connection.cursor() as django_cursor:
             yield django_cursor
-            return
-        from django.db.backends.postgresql.base import ServerBindingCursor
+        return
+    from django.db.backends.postgresql.base import ServerBindingCursor
 
-        raw = ServerBindingCursor(connection.connection)
-        wrapped = _LoggedCursor(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
-        try:
-            yield wrapped
-        finally:
-            raw.close()
+    # What connection.cursor() does before it makes its cursor (the health check, connecting, the thread
+    # check), without making a cursor only to throw it away (half of this function's 26 us).
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = ServerBindingCursor(connection.connection)
+    wrapped = _LoggedCursor(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
+    try:
+        yield wrapped
+    finally:
+        raw.close()
 
 
 def select_list(model: type[models.Model], alias: str) -> str:
