@@ -71,9 +71,11 @@ def sql_allows(user: Any, level: str, experiment: str = "e", grant: str = "g") -
     sandbox = max(default, PERMISSION_RANK[Permission.EDIT])
     enough = [str(name) for name, rank in PERMISSION_RANK.items() if rank >= need]
     return (
-        f"COALESCE({experiment}.owner_id = %s, FALSE) OR COALESCE({grant}.level = ANY(%s), FALSE)"
+        f"COALESCE({experiment}.owner_id = %s, FALSE) OR COALESCE({grant}.level = ANY(%s::varchar[]), FALSE)"
         f" OR ({grant}.level IS NULL AND CASE WHEN {experiment}.id = 0 THEN %s ELSE %s END)",
-        [user.pk, enough, sandbox >= need, default >= need],
+        # The levels as one array literal (upper-case names, nothing to quote): psycopg adapts a list
+        # element by element in Python, on every write the mlflow client makes.
+        [user.pk, "{" + ",".join(enough) + "}", sandbox >= need, default >= need],
     )
 
 
