@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from accounts.models import Role
 from accounts.services import has_role, role_of
 from experiments.models import PERMISSION_RANK, Experiment, ExperimentPermission, Permission
+from mlops_portal import rawsql
 
 
 def default_level() -> str:
@@ -73,9 +74,9 @@ def sql_allows(user: Any, level: str, experiment: str = "e", grant: str = "g") -
     return (
         f"COALESCE({experiment}.owner_id = %s, FALSE) OR COALESCE({grant}.level = ANY(%s::varchar[]), FALSE)"
         f" OR ({grant}.level IS NULL AND CASE WHEN {experiment}.id = 0 THEN %s ELSE %s END)",
-        # The levels as one array literal (upper-case names, nothing to quote): psycopg adapts a list
-        # element by element in Python, on every write the mlflow client makes.
-        [user.pk, "{" + ",".join(enough) + "}", sandbox >= need, default >= need],
+        # The levels as one array literal: psycopg adapts a list element by element in Python, on every
+        # write the mlflow client makes.
+        [user.pk, rawsql.text_array(enough), sandbox >= need, default >= need],
     )
 
 

@@ -8,7 +8,7 @@ same converters the ORM applies (SQLite returns datetimes as text and booleans a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from typing import Any, TypeVar
@@ -69,8 +69,13 @@ def in_list(column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
     psycopg does not adapt a list element by element in Python (0.2-0.3 ms for 100 run ids)."""
     if connection.vendor != "postgresql":
         return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
+    return f"{column} = ANY(%s::varchar[])", [text_array(values)]
+
+
+def text_array(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of text values, every element quoted (cast it: `%s::varchar[]`)."""
     quoted = ['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
-    return f"{column} = ANY(%s::varchar[])", ["{" + ",".join(quoted) + "}"]
+    return "{" + ",".join(quoted) + "}"
 
 
 @cache

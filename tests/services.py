@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("PORTAL_TEST_REQUIRE_SERVICES", "") == "1"
@@ -208,3 +208,21 @@ def wait_until(predicate: Any, timeout: float = 60, interval: float = 0.2, messa
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+
+
+def in_thread(target: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run `target` in a thread with its own database connection (closed at the end), for tests that
+    race two transactions; the thread's `result` or `error` lands in the dict."""
+    out: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            out["result"] = target()
+        except BaseException as exc:  # reported to the test
+            out["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    return thread, out

@@ -30,7 +30,7 @@ from django.db import (
     transaction,
 )
 
-from deployments.models import Deployment, DeploymentRevision, PredictionLog
+from deployments.models import DeploymentRevision, PredictionLog
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +174,12 @@ def _live_rows(batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[
     revision_ids = sorted({row.get("revision_id") for row in batch if isinstance(row.get("revision_id"), int)})
     live: set[tuple[int, int]] = set()
     if revision_ids:
-        revisions, deployments = DeploymentRevision._meta.db_table, Deployment._meta.db_table
-        lock = " FOR KEY SHARE OF r" if connection.vendor == "postgresql" else ""
+        lock = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
         placeholders = ", ".join(["%s"] * len(revision_ids))
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT r.id, r.deployment_id FROM {revisions} r JOIN {deployments} d ON d.id = r.deployment_id"  # noqa: S608
-                f" WHERE r.id IN ({placeholders}){lock}",
+                f"SELECT id, deployment_id FROM {DeploymentRevision._meta.db_table}"  # noqa: S608
+                f" WHERE id IN ({placeholders}){lock}",
                 revision_ids,
             )
             live = {(revision, deployment) for revision, deployment in cursor.fetchall()}

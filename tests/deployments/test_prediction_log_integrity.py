@@ -9,12 +9,13 @@ import time
 from typing import Any
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from deployments.models import Deployment, DeploymentRevision, PredictionLog
 from deployments.server import predlog
 from deployments.server.predlog import PredictionLogger
+from tests.services import in_thread
 
 pg_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: PostgreSQL")
 
@@ -109,22 +110,6 @@ def test_rows_for_a_revision_deleted_before_the_flush_are_left_out_and_counted(
     assert sorted(PredictionLog.objects.values_list("request_id", flat=True)) == ["kept0", "kept1", "kept2"]
 
 
-def _in_thread(target: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            out["result"] = target()
-        except BaseException as exc:  # reported to the test
-            out["error"] = exc
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    return thread, out
-
-
 @pg_only
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("deleted", ["deployment", "revision"])
@@ -140,12 +125,12 @@ def test_a_deletion_waits_for_rows_being_written_and_takes_them_along(
             assert release.wait(30)
         return orphans
 
-    writer, writer_out = _in_thread(write)
+    writer, writer_out = in_thread(write)
     assert written.wait(30), writer_out
     target = Deployment.objects.filter(pk=revision.deployment_id) if deleted == "deployment" else (
         DeploymentRevision.objects.filter(pk=revision.pk)
     )  # fmt: skip
-    deleter, deleter_out = _in_thread(target.delete)
+    deleter, deleter_out = in_thread(target.delete)
     time.sleep(1)
     assert deleter.is_alive(), "the deletion did not wait for the rows being written"
     release.set()
@@ -167,12 +152,12 @@ def test_rows_flushed_while_their_deployment_is_being_deleted_are_left_out(revis
             deleted.set()
             assert release.wait(30)
 
-    deleter, deleter_out = _in_thread(delete)
+    deleter, deleter_out = in_thread(delete)
     assert deleted.wait(30), deleter_out
     logger = PredictionLogger(60)
     for row in rows(revision, "late", 5):
         logger.log(**row)
-    writer, writer_out = _in_thread(logger.flush)
+    writer, writer_out = in_thread(logger.flush)
     time.sleep(1)
     assert writer.is_alive(), "the flush did not wait for the deletion"
     release.set()

@@ -8,13 +8,14 @@ import time
 from typing import Any
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 
 from experiments import services
 from experiments.mlflow_api.common import MlflowError
 from experiments.mlflow_api.lookups import RunGuard
 from experiments.models import Metric, Run, RunTag
 from experiments.services import MetricPoint
+from tests.services import in_thread
 
 POINTS = [MetricPoint(key=f"k{k}", value=0.5, timestamp=1, step=s) for k in range(3) for s in range(50)]
 
@@ -56,22 +57,6 @@ def test_points_for_a_run_deleted_after_it_was_read_are_refused(editor: Any) -> 
     assert Metric.objects.count() == 0
 
 
-def _in_thread(target: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            out["result"] = target()
-        except BaseException as exc:  # reported to the test
-            out["error"] = exc
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    return thread, out
-
-
 pg_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: PostgreSQL")
 
 
@@ -91,9 +76,9 @@ def test_a_deletion_waits_for_points_being_written_and_takes_them_along(editor: 
             written.set()
             assert release.wait(30)
 
-    writer, writer_out = _in_thread(write)
+    writer, writer_out = in_thread(write)
     assert written.wait(30), writer_out
-    deleter, deleter_out = _in_thread(lambda: Run.objects.filter(pk=run.pk).delete())
+    deleter, deleter_out = in_thread(lambda: Run.objects.filter(pk=run.pk).delete())
     time.sleep(1)
     assert deleter.is_alive(), "the deletion did not wait for the points being written"
     release.set()
@@ -117,7 +102,7 @@ def test_points_written_while_their_run_is_being_deleted_are_refused(editor: Any
             deleted.set()
             assert release.wait(30)
 
-    deleter, deleter_out = _in_thread(delete)
+    deleter, deleter_out = in_thread(delete)
     assert deleted.wait(30), deleter_out
 
     def write() -> None:
@@ -126,7 +111,7 @@ def test_points_written_while_their_run_is_being_deleted_are_refused(editor: Any
         else:
             services.log_metrics(run, POINTS)
 
-    writer, writer_out = _in_thread(write)
+    writer, writer_out = in_thread(write)
     time.sleep(1)
     assert writer.is_alive(), "the points did not wait for the deletion"
     release.set()
