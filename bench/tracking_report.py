@@ -283,7 +283,8 @@ def render(report: dict[str, Any]) -> str:
         f"points, {sizes['calls']} calls per single-call workload and variant, {sizes['search_reps']} "
         f"searches, {sizes['paging_reps']} paging passes, {sizes['history_reps']} history reads, "
         f"{sizes['batch_reps']} log-batch repetitions ({sizes['batches_1']} batches for one client, "
-        f"{sizes['batches_8']} per client for eight), {sizes['client_reps']} client sequences; "
+        f"{sizes['batches_8']} per client for eight), {sizes['client_reps']} rounds of real-client "
+        f"processes (one per server a round, the order rotating; 2 timed sequences each); "
         f"search page size {meta['page_size']}; portal user role {meta['portal_role']}."
     )
     out.append("")

@@ -568,38 +568,69 @@ def check_client_run(bench: Bench, server: srv.Server, run_id: str) -> None:
 
 
 def w_client_sequence(bench: Bench) -> None:
-    """mlflow.start_run(); log_param; 100 x log_metric; end_run(), timed inside a client subprocess."""
+    """mlflow.start_run(); log_param; 100 x log_metric; end_run(), timed inside a client subprocess.
+
+    In rounds, like the single calls' blocks: each round starts one client process per server, in an
+    order that rotates, and each process times CLIENT_SEQUENCES sequences after an uncounted one. This
+    machine's speed moves by tens of percent within minutes (the same sequence, the same server: 308 and
+    448 ms a few minutes apart, with CPU time per call moving as much), so every server must be measured
+    in the same stretches of time, not each for a minute of its own."""
+    servers = list(bench.servers.values())
+    timings: dict[str, list[float]] = {f"{server.name}/client": [] for server in servers}
+    first: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    last_run: dict[str, tuple[srv.Server, str]] = {}
+    for round_ in range(bench.sizes.client_reps):
+        for server in servers[round_ % len(servers) :] + servers[: round_ % len(servers)]:
+            key = f"{server.name}/client"
+            if key in errors:
+                continue
+            result = _client_process(server, CLIENT_SEQUENCES)
+            if isinstance(result, str):
+                errors[key] = result
+                continue
+            times = [t * 1000 for t in result["timings"]]
+            first.setdefault(key, times[0])
+            timings[key] += times[1:]
+            last_run[key] = (server, result["run_ids"][-1])
     variants: dict[str, Any] = {}
-    order = list(bench.servers.values())
-    for server in order:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        env.update(
-            MLFLOW_TRACKING_URI=server.url,
-            MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
-            MLFLOW_HTTP_REQUEST_TIMEOUT="120",
-            PYTHONUNBUFFERED="1",
+    for key, samples in timings.items():
+        if key in errors:
+            variants[key] = {"error": errors[key]}
+        else:
+            stats = latency_stats(samples)
+            del stats["stalls"]  # a whole sequence always takes longer than a stall
+            variants[key] = {**stats, "first_ms": first[key]}
+            check_client_run(bench, *last_run[key])
+    bench.record("client_sequence", "ms", variants, rounds=bench.sizes.client_reps, per_process=CLIENT_SEQUENCES)
+
+
+CLIENT_SEQUENCES = 2  # timed sequences per client process, after the first (uncounted) one
+
+
+def _client_process(server: srv.Server, sequences: int) -> dict[str, Any] | str:
+    """One client process against `server`: its timings and run ids, or what went wrong."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(
+        MLFLOW_TRACKING_URI=server.url,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+        MLFLOW_HTTP_REQUEST_TIMEOUT="120",
+        PYTHONUNBUFFERED="1",
+    )
+    if "Authorization" in server.headers:
+        env["MLFLOW_TRACKING_TOKEN"] = server.headers["Authorization"].removeprefix("Bearer ")
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", CLIENT_SCRIPT, str(sequences)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            cwd=tempfile.gettempdir(),
         )
-        if "Authorization" in server.headers:
-            env["MLFLOW_TRACKING_TOKEN"] = server.headers["Authorization"].removeprefix("Bearer ")
-        key = f"{server.name}/client"
-        try:
-            out = subprocess.run(
-                [sys.executable, "-c", CLIENT_SCRIPT, str(bench.sizes.client_reps)],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=1800,
-                cwd=tempfile.gettempdir(),
-            )
-        except subprocess.TimeoutExpired:
-            variants[key] = {"error": "timed out"}
-            continue
-        line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
-        if out.returncode != 0 or line is None:
-            variants[key] = {"error": snippet(out.stderr[-600:] or out.stdout[-600:])}
-            continue
-        result = json.loads(line.removeprefix("BENCH_RESULT "))
-        timings = [t * 1000 for t in result["timings"]]
-        variants[key] = {**latency_stats(timings[1:]), "first_ms": timings[0]}
-        check_client_run(bench, server, result["run_ids"][-1])
-    bench.record("client_sequence", "ms", variants)
+    except subprocess.TimeoutExpired:
+        return "timed out"
+    line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
+    if out.returncode != 0 or line is None:
+        return snippet(out.stderr[-600:] or out.stdout[-600:])
+    return dict(json.loads(line.removeprefix("BENCH_RESULT ")))
