@@ -131,7 +131,7 @@ def start_server(env: dict[str, str], log: bool) -> tuple[subprocess.Popen[bytes
     port = free_port()
     child = {**env, "MODEL_SERVER_LOG_PREDICTIONS": "true" if log else "false"}
     server = subprocess.Popen(
-        [sys.executable, "manage.py", "serve_models", "--port", str(port), "--threads", "16"],
+        [sys.executable, "manage.py", "serve_models", "--port", str(port)],
         cwd=ROOT, env=child, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:

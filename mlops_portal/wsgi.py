@@ -4,9 +4,10 @@ The application sees only what the request carries. granian, like the standard l
 starts every request's environ from a copy of the process environment (CGI's heritage, which PEP 3333
 allows), so `DATABASE_URL`, `SECRET_KEY` and every other variable would sit in `request.META`, where
 Django's error reports and any view that lists headers would show them; and a variable such as
-`HTTP_PROXY` would pass for a header the client sent. `request_only` keeps the CGI keys a server sets
-for the request, the server's and WSGI's own dotted keys, and the `HTTP_*` headers, except a header
-whose value is exactly that of the process variable of the same name (the copy, not the client's).
+`HTTP_PROXY` would pass for a header the client sent. `request_only` (mlops_portal/environ.py) keeps
+the CGI keys a server sets for the request, the server's and WSGI's own dotted keys, and the `HTTP_*`
+headers, except a header whose value is exactly that of the process variable of the same name (the
+copy, not the client's).
 """
 
 from __future__ import annotations
@@ -18,31 +19,11 @@ from wsgiref.util import FileWrapper
 
 from django.core.wsgi import get_wsgi_application
 
+from mlops_portal.environ import PROCESS_HEADERS, REQUEST_KEYS, request_only
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_portal.settings")
 
-# What a server sets for a request (PEP 3333 and the CGI variables servers commonly add).
-REQUEST_KEYS = frozenset(
-    {
-        "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE", "CONTENT_LENGTH",
-        "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE", "GATEWAY_INTERFACE",
-        "REMOTE_ADDR", "REMOTE_PORT", "RAW_URI", "REQUEST_URI",
-    }
-)  # fmt: skip
-
-
-# The process's own HTTP_* variables, read once: granian copied them at the worker's start, and looking
-# each header up in os.environ (which encodes the key on every lookup) cost more than the filter itself.
-PROCESS_HEADERS = {key: value for key, value in os.environ.items() if key.startswith("HTTP_")}
-
-
-def request_only(environ: dict[str, Any], process_env: Any = PROCESS_HEADERS) -> dict[str, Any]:
-    """`environ` without the entries copied from the process environment."""
-    return {
-        key: value
-        for key, value in environ.items()
-        if "." in key or key in REQUEST_KEYS or (key.startswith("HTTP_") and process_env.get(key) != value)
-    }
-
+__all__ = ["PROCESS_HEADERS", "REQUEST_KEYS", "application", "request_only"]
 
 FILE_BLOCK = 1 << 20
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from deployments import services
+from deployments.models import PredictionLog
 from registry.models import RegisteredModel
 from tests.deployments.conftest import FEATURES, add_version, keras_saver, serve_now, train_keras
 from tests.services import Process, child_env, require_postgres, running, wait_until
@@ -49,7 +50,15 @@ def test_the_model_server_process_serves_a_deployed_keras_model_over_http(
     model = train_keras(3)
     version = add_version(registered_model, editor, keras_saver(model, tmp_path_factory))
     serve_now(services.create_deployment("churn", registered_model, "1", owner=editor), version, actor=editor)
-    env = child_env(tmp_path, ARTIFACT_ROOT=str(store), MODEL_SERVER_POLL_SECONDS="0.5")
+    # The writer holds the log until the server stops: a clean stop must write all of it. A process
+    # variable named like a header must not pass for one (granian copies the environment into requests).
+    env = child_env(
+        tmp_path,
+        ARTIFACT_ROOT=str(store),
+        MODEL_SERVER_POLL_SECONDS="0.5",
+        MODEL_SERVER_LOG_FLUSH_SECONDS="3600",
+        HTTP_X_REQUEST_ID="from-the-environment",
+    )
     port = free_port()
     server = Process("modelserver", [sys.executable, "manage.py", "serve_models", "--port", str(port)], env)
     base = f"http://127.0.0.1:{port}"
@@ -69,3 +78,17 @@ def test_the_model_server_process_serves_a_deployed_keras_model_over_http(
         np.testing.assert_allclose(body["predictions"], model(FEATURES, training=False).numpy(), rtol=1e-5, atol=1e-6)
         status, text = get(f"{base}/metrics")
         assert status == 200 and b'model_predictions_total{deployment="churn",model_version="1"} 5.0' in text
+        ids = [response.headers["X-Request-Id"]]
+        for i in range(20):
+            request = urllib.request.Request(  # noqa: S310
+                f"{base}/v1/models/churn:predict",
+                json.dumps({"instances": FEATURES[:1].tolist()}).encode(),
+                {"Content-Type": "application/json", **({"X-Request-Id": "chosen-by-the-client"} if i == 7 else {})},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                ids.append(response.headers["X-Request-Id"])
+        assert "chosen-by-the-client" in ids and "from-the-environment" not in ids
+        assert PredictionLog.objects.count() == 0  # still with the writer
+        server.stop()
+    logged = set(PredictionLog.objects.values_list("request_id", flat=True))
+    assert logged == set(ids), server.output()[-3000:]
