@@ -29,6 +29,8 @@ STOP = "stop"
 QUEUE_LIMIT = 10_000  # lists of rows, each at most SEND_ROWS
 SEND_SECONDS = 0.05
 SEND_ROWS = 5_000
+JOIN_SECONDS = 20  # how long a stopping server waits for the writer's last flush
+ORPHAN_CHECK_SECONDS = 1.0  # how soon a writer whose server died notices, whatever the flush interval
 
 
 def _child(items: Any, flush_seconds: float, settings_module: str) -> None:
@@ -57,7 +59,7 @@ def _child(items: Any, flush_seconds: float, settings_module: str) -> None:
     next_flush = time.monotonic() + flush_seconds
     while True:
         try:
-            item = items.get(timeout=max(0.01, next_flush - time.monotonic()))
+            item = items.get(timeout=min(ORPHAN_CHECK_SECONDS, max(0.01, next_flush - time.monotonic())))
         except queue_module.Empty:
             item = None
             if os.getppid() != parent:
@@ -149,7 +151,7 @@ class ProcessPredictionLogger:
         self._queue.put(STOP)
         if self.dropped:
             logger.warning("prediction log: %d rows were dropped because the writer could not keep up", self.dropped)
-        self._process.join(timeout=30)
+        self._process.join(timeout=JOIN_SECONDS)
         if self._process.is_alive():
-            logger.warning("prediction log writer did not stop in 30 s; killing it")
+            logger.warning("prediction log writer did not stop in %d s; killing it", JOIN_SECONDS)
             self._process.kill()  # it ignores SIGTERM by design

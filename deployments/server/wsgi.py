@@ -28,14 +28,15 @@ app = ModelServer(prediction_log=writer)
 app.start_polling()
 # On the way out, hand the queued prediction log to the writer and wait for it. granian's worker is a
 # multiprocessing child, which leaves through os._exit, so `atexit` would never run; multiprocessing's
-# own exit finalizers do run, both there and at a normal interpreter exit. Priority >= 0: before
+# own exit finalizers do run, both there and at a normal interpreter exit. Priority above 10: before
+# the writer's queue closes its feeder thread (its finalizer has priority 10), and before
 # multiprocessing terminates daemon children (the writer is one).
 util.Finalize(None, app.stop, exitpriority=100)
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """The model server, seeing only the headers the request carries. granian starts every request's
-    environ from a copy of the process environment (mlops_portal/wsgi.py), so a variable such as
+    environ from a copy of the process environment (mlops_portal/environ.py), so a variable such as
     `HTTP_X_REQUEST_ID` or `HTTP_X_DEPLOYMENT` would pass for a header the client sent."""
     if PROCESS_HEADERS:
         environ = {key: value for key, value in environ.items() if PROCESS_HEADERS.get(key) != value}

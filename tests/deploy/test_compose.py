@@ -319,3 +319,13 @@ def test_training_scripts_on_the_worker_log_to_the_web_service_it_can_reach() ->
     web = command_of(SERVICES["web"])
     assert (option(web, "--host"), option(web, "--port")) == ("0.0.0.0", str(uri.port))  # noqa: S104
     assert uri.hostname in SERVICES["web"]["environment"]["ALLOWED_HOSTS"].split(",")
+
+
+def test_the_model_server_has_time_to_write_its_prediction_log_when_stopped() -> None:
+    from deployments.management.commands.serve_models import STOP_SECONDS
+    from deployments.server.logwriter import JOIN_SECONDS
+
+    service = SERVICES["modelserver"]
+    assert command_of(service)[:3] == ["python", "manage.py", "serve_models"]
+    grace = service["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) > STOP_SECONDS > JOIN_SECONDS + 1

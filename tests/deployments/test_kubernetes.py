@@ -12,6 +12,7 @@ from django.test import Client
 from kubernetes.client import ApiClient
 
 from deployments import kubernetes, services
+from deployments.management.commands.serve_models import STOP_SECONDS
 from deployments.models import Strategy
 from registry.models import RegisteredModel
 from tests.conftest import bearer
@@ -59,6 +60,8 @@ def test_the_manifests_are_valid_kubernetes_objects(canary: Any) -> None:
     assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "8001"
     assert service.spec.selector == spec.selector.match_labels
     assert set(spec.selector.match_labels.items()) <= set(spec.template.metadata.labels.items())
+    # A stopping pod writes its queued prediction log before Kubernetes kills it.
+    assert spec.template.spec.termination_grace_period_seconds > STOP_SECONDS
 
 
 def test_a_new_split_changes_the_pod_template_so_the_pods_roll(canary: Any, editor: Any) -> None:

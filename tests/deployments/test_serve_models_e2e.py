@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import sys
 import urllib.error
@@ -14,6 +17,7 @@ import numpy as np
 import pytest
 
 from deployments import services
+from deployments.management.commands.serve_models import STOP_SECONDS
 from deployments.models import PredictionLog
 from registry.models import RegisteredModel
 from tests.deployments.conftest import FEATURES, add_version, keras_saver, serve_now, train_keras
@@ -89,6 +93,12 @@ def test_the_model_server_process_serves_a_deployed_keras_model_over_http(
                 ids.append(response.headers["X-Request-Id"])
         assert "chosen-by-the-client" in ids and "from-the-environment" not in ids
         assert PredictionLog.objects.count() == 0  # still with the writer
-        server.stop()
+        # As Docker, Kubernetes and ./portal up stop it: SIGTERM to the main process only.
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(timeout=STOP_SECONDS + 5)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # what is left of the group: a writer, on failure
+                os.killpg(server.proc.pid, signal.SIGKILL)
     logged = set(PredictionLog.objects.values_list("request_id", flat=True))
     assert logged == set(ids), server.output()[-3000:]

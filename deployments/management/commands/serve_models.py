@@ -19,8 +19,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 # A stopping worker hands its queued prediction log to the writer process and waits for it
-# (deployments/server/logwriter.py, at most 30 s); granian kills a worker that takes longer than this.
-STOP_SECONDS = 40
+# (deployments/server/logwriter.py: at most 5 s for the hand-over and 20 s for the writer; well under a
+# second when the database answers); granian kills a worker that takes longer than this. Under every
+# supervisor's grace period: docker-compose's and Kubernetes' 30 s, `./portal up`'s 30 s.
+STOP_SECONDS = 25
 
 
 class Command(BaseCommand):
