@@ -27,9 +27,19 @@ PROCESS_HEADERS = {key: value for key, value in os.environ.items() if key.starts
 
 
 def request_only(environ: dict[str, Any], process_env: Any = PROCESS_HEADERS) -> dict[str, Any]:
-    """`environ` without the entries copied from the process environment."""
+    """`environ` without the entries copied from the process environment (the web process: nothing of
+    the process may reach `request.META`)."""
     return {
         key: value
         for key, value in environ.items()
         if "." in key or key in REQUEST_KEYS or (key.startswith("HTTP_") and process_env.get(key) != value)
     }
+
+
+def without_process_headers(environ: dict[str, Any]) -> dict[str, Any]:
+    """`environ` without the `HTTP_*` entries that are the process's own, the rest kept (the model
+    server: it shows nothing of the environ, it only must not take a variable for a header). The same
+    rule as `request_only`'s for headers; the same `environ` when the process has no such variable."""
+    if not PROCESS_HEADERS:
+        return environ
+    return {key: value for key, value in environ.items() if PROCESS_HEADERS.get(key) != value}

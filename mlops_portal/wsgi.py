@@ -19,11 +19,9 @@ from wsgiref.util import FileWrapper
 
 from django.core.wsgi import get_wsgi_application
 
-from mlops_portal.environ import PROCESS_HEADERS, REQUEST_KEYS, request_only
+from mlops_portal.environ import request_only
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_portal.settings")
-
-__all__ = ["PROCESS_HEADERS", "REQUEST_KEYS", "application", "request_only"]
 
 FILE_BLOCK = 1 << 20
 

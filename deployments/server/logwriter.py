@@ -29,6 +29,7 @@ STOP = "stop"
 QUEUE_LIMIT = 10_000  # lists of rows, each at most SEND_ROWS
 SEND_SECONDS = 0.05
 SEND_ROWS = 5_000
+SENDER_JOIN_SECONDS = 5  # how long a stopping server waits for its sender thread's last hand-over
 JOIN_SECONDS = 20  # how long a stopping server waits for the writer's last flush
 ORPHAN_CHECK_SECONDS = 1.0  # how soon a writer whose server died notices, whatever the flush interval
 
@@ -144,7 +145,7 @@ class ProcessPredictionLogger:
     def stop(self) -> None:
         self._stop.set()
         if self._sender is not None:
-            self._sender.join(timeout=5)
+            self._sender.join(timeout=SENDER_JOIN_SECONDS)
         if self._process is None:
             return
         self._send()

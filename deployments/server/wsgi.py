@@ -17,7 +17,7 @@ from django.conf import settings  # noqa: E402  (the apps must be loaded first)
 
 from deployments.server.app import ModelServer  # noqa: E402
 from deployments.server.logwriter import ProcessPredictionLogger  # noqa: E402
-from mlops_portal.environ import PROCESS_HEADERS  # noqa: E402
+from mlops_portal.environ import without_process_headers  # noqa: E402
 
 # The prediction log is written by a child process: a writer thread here would hold the GIL while it
 # builds each batch and add 10-20 ms to the p99 of predictions at 500 requests/s (docs/performance.md).
@@ -38,6 +38,4 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
     """The model server, seeing only the headers the request carries. granian starts every request's
     environ from a copy of the process environment (mlops_portal/environ.py), so a variable such as
     `HTTP_X_REQUEST_ID` or `HTTP_X_DEPLOYMENT` would pass for a header the client sent."""
-    if PROCESS_HEADERS:
-        environ = {key: value for key, value in environ.items() if PROCESS_HEADERS.get(key) != value}
-    return app(environ, start_response)
+    return app(without_process_headers(environ), start_response)

@@ -323,9 +323,9 @@ def test_training_scripts_on_the_worker_log_to_the_web_service_it_can_reach() ->
 
 def test_the_model_server_has_time_to_write_its_prediction_log_when_stopped() -> None:
     from deployments.management.commands.serve_models import STOP_SECONDS
-    from deployments.server.logwriter import JOIN_SECONDS
+    from deployments.server.logwriter import JOIN_SECONDS, SENDER_JOIN_SECONDS
 
     service = SERVICES["modelserver"]
     assert command_of(service)[:3] == ["python", "manage.py", "serve_models"]
     grace = service["stop_grace_period"]
-    assert grace.endswith("s") and int(grace[:-1]) > STOP_SECONDS > JOIN_SECONDS + 1
+    assert grace.endswith("s") and int(grace[:-1]) > STOP_SECONDS > JOIN_SECONDS + SENDER_JOIN_SECONDS

@@ -8,7 +8,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from mlops_portal.wsgi import FILE_BLOCK, REQUEST_KEYS, _request_only_app, request_only
+from mlops_portal.environ import REQUEST_KEYS, request_only
+from mlops_portal.wsgi import FILE_BLOCK, _request_only_app
 from tests.services import Process, free_port, launcher, running, wait_until
 
 

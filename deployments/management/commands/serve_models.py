@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandParser
 # (deployments/server/logwriter.py: at most 5 s for the hand-over and 20 s for the writer; well under a
 # second when the database answers); granian kills a worker that takes longer than this. Under every
 # supervisor's grace period: docker-compose's and Kubernetes' 30 s, `./portal up`'s 30 s.
-STOP_SECONDS = 25
+STOP_SECONDS = 28
 
 
 class Command(BaseCommand):
