@@ -42,4 +42,9 @@ def _request_only_app(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iter
     return application
 
 
-application = _request_only_app(get_wsgi_application())
+_django = get_wsgi_application()
+
+from experiments.mlflow_api.lane import Lane  # noqa: E402 (needs the apps loaded)
+
+# The mlflow client's per-value writes skip Django's request handling (experiments/mlflow_api/lane.py).
+application = _request_only_app(Lane(_django))

@@ -236,18 +236,28 @@ def _checked_metric_point(raw: Any, path: str) -> MetricPoint:
     )
 
 
+def write_metric(user: Any, data: dict[str, Any]) -> None:
+    """log-metric's work, for the view and for the WSGI lane (experiments/mlflow_api/lane.py): the
+    lookup, the permission and the write in one statement (see RunGuard)."""
+    guard = RunGuard(user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
+    services.log_metrics_guarded(guard, [_metric_point(data, lambda: "")])
+
+
+def write_param(user: Any, data: dict[str, Any]) -> None:
+    """log-parameter's work, for the view and for the WSGI lane, in one statement (see RunGuard)."""
+    guard = RunGuard(user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
+    services.log_params_guarded(guard, [(data.get("key"), data.get("value"))])
+
+
 @endpoint("POST", idempotent=True)  # an identical point is stored once
 def log_metric(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
-    # The lookup, the permission and the write in one statement (see RunGuard).
-    guard = RunGuard(request.user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
-    services.log_metrics_guarded(guard, [_metric_point(data, lambda: "")])
+    write_metric(request.user, data)
     return {}
 
 
 @endpoint("POST", idempotent=True)  # the same value again is accepted
 def log_param(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]:
-    guard = RunGuard(request.user, data.get("run_id") or data.get("run_uuid"), Permission.EDIT)
-    services.log_params_guarded(guard, [(data.get("key"), data.get("value"))])
+    write_param(request.user, data)
     return {}
 
 
