@@ -560,9 +560,8 @@ def log_metrics(run: Run, points: list[MetricPoint]) -> None:
     newest = _check_points(points)
     if connection.vendor == "postgresql":
         # One statement (a data-modifying CTE) is atomic by itself: no BEGIN and COMMIT round trips.
-        with rawsql.prepared_cursor() as cursor:
-            if _insert_points_postgres(cursor, RUN_FOR_POINTS, [run.pk], points, newest) is None:
-                raise not_found(f"Run with id={run.run_uuid} not found")  # deleted meanwhile: nothing written
+        if _insert_points_postgres(RUN_FOR_POINTS, [run.pk], points, newest) is None:
+            raise not_found(f"Run with id={run.run_uuid} not found")  # deleted meanwhile: nothing written
         return
     _insert_points_sqlite(run, points, newest)
 
@@ -575,12 +574,10 @@ def log_metrics_guarded(guard: Any, points: list[MetricPoint]) -> None:
     if connection.vendor != "postgresql":
         log_metrics(guard.lookup(), points)
         return
-    with rawsql.prepared_cursor() as cursor:
-        if points:
-            row = _insert_points_postgres(cursor, guard.locking_cte, guard.params, points, newest)
-        else:
-            cursor.execute(f"WITH {guard.cte} SELECT * FROM guard", guard.params)  # noqa: S608
-            row = cursor.fetchone()
+    if points:
+        row = _insert_points_postgres(guard.locking_cte, guard.params, points, newest)
+    else:
+        row = rawsql.fetch_one(f"WITH {guard.cte} SELECT * FROM guard", guard.params)  # noqa: S608
     guard.resolve(row)
 
 
@@ -665,13 +662,13 @@ _INF = float("inf")
 
 
 def _insert_points_postgres(
-    cursor: Any, source: str, source_params: list[Any], points: list[MetricPoint], newest: list[MetricPoint]
+    source: str, source_params: list[Any], points: list[MetricPoint], newest: list[MetricPoint]
 ) -> Any:
     """Write the points for the run of the `guard` CTE `source`, if it allows; the guard's row (None:
     no such run). Array parameters keep the statement's text the same whatever the batch size, so
     PostgreSQL and psycopg reuse the parsed statement (6,000 placeholders would be re-parsed)."""
     bucket_table = MetricBucket._meta.db_table
-    cursor.execute(
+    return rawsql.fetch_one(
         f"WITH {source}, appended AS (INSERT INTO {Metric._meta.db_table} {_COLUMNS}"  # noqa: S608
         f" SELECT guard.w_run, k, v, n, t, s FROM guard, {_UNNEST} WHERE guard.w_ok"
         " ON CONFLICT DO NOTHING RETURNING run_id, key, value, is_nan, step),"
@@ -697,7 +694,6 @@ def _insert_points_postgres(
             *_arrays(newest),
         ],
     )
-    return cursor.fetchone()
 
 
 def _insert_points_values(

@@ -8,10 +8,11 @@ same converters the ORM applies (SQLite returns datetimes as text and booleans a
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.db import connection, models
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
@@ -52,6 +53,113 @@ def prepared_cursor() -> Iterator[Any]:
         yield wrapped
     finally:
         raw.close()
+
+
+def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    """The first row of `sql` (`%s` placeholders), for a statement that runs on nearly every call of the
+    `mlflow` client: a logged metric's write. On PostgreSQL with prepared statements it goes straight
+    to libpq: the statement is prepared once per connection and run with its parameters as text, one
+    blocking call that releases the GIL. psycopg's cursor and Django's wrapper around it cost such a
+    call about 0.08 ms of CPU, as much as the round trip itself (docs/performance.md, "The real
+    client's sequence"). Errors still come as Django's database errors, and the connection's checks
+    (health, thread) are Django's. Only outside a transaction: PostgreSQL forgets a statement prepared
+    in a transaction that rolls back, and an error there would abort the transaction before the
+    statement could be prepared again. Elsewhere, inside `atomic`, with prepared statements off, while
+    Django logs queries (DEBUG, tests that count statements), or under an execute wrapper (the MLflow
+    views' reconnect, which watches the statements: experiments/mlflow_api/common.py), it is
+    `prepared_cursor`'s execute and fetchone.
+
+    Parameters: str, int, bool, None, or a list of str (an array literal; cast it in the SQL). Row
+    values: bool, int, float or str (`LOADERS`); another type of column raises TypeError."""
+    direct = not (connection.queries_logged or connection.execute_wrappers or connection.in_atomic_block)
+    if connection.vendor == "postgresql" and direct:
+        connection.close_if_health_check_failed()
+        connection.ensure_connection()
+        connection.validate_thread_sharing()
+        if connection.connection.prepare_threshold is not None:
+            return _fetch_one_libpq(connection.connection, sql, params)
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cast("tuple[Any, ...] | None", cursor.fetchone())
+
+
+_PARAM_TYPES = {bool: 16, int: 20, float: 701}  # bool, int8, float8; anything else: PostgreSQL infers
+LOADERS: dict[int, Callable[[bytes], Any]] = {
+    16: lambda raw: raw == b"t",  # bool
+    20: int,  # int8
+    21: int,  # int2
+    23: int,  # int4
+    701: float,  # float8
+    25: bytes.decode,  # text
+    1043: bytes.decode,  # varchar
+}
+_INVALID_STATEMENT_NAME = "26000"  # the prepared statement is gone (a pooler's DISCARD ALL)
+_statement_names = itertools.count(1)
+
+
+def _text(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return b"t" if value else b"f"
+    if isinstance(value, list):
+        return text_array(value).encode()
+    return str(value).encode()
+
+
+def _error(conn: Any, result: Any) -> Any:
+    """psycopg's exception for a failed result; OperationalError when the server did not answer (it
+    closed the connection), as psycopg raises it when its connection breaks."""
+    import psycopg
+    from psycopg import pq
+    from psycopg.errors import error_from_result
+
+    error = error_from_result(result, encoding=conn.info.encoding)
+    if conn.pgconn.status == pq.ConnStatus.BAD or error.sqlstate is None:
+        return psycopg.OperationalError(str(error) or "the connection to the database was lost")
+    return error
+
+
+def _fetch_one_libpq(conn: Any, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    from psycopg import pq
+
+    # The statements this connection has prepared (gone with it when Django reconnects).
+    prepared: dict[str, bytes] = conn.__dict__.setdefault("_portal_prepared", {})
+    values = [_text(value) for value in params]
+    with connection.wrap_database_errors:
+        for attempt in (1, 2):
+            name = prepared.get(sql)
+            if name is None:
+                if "%%" in sql:
+                    raise ValueError("fetch_one takes no escaped percent signs")
+                parts = sql.split("%s")
+                text = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+                name = f"_portal_{next(_statement_names)}".encode()
+                types = [_PARAM_TYPES.get(type(value), 0) for value in params]
+                result = conn.pgconn.prepare(name, text.encode(), types)
+                if result.status != pq.ExecStatus.COMMAND_OK:
+                    raise _error(conn, result)
+                prepared[sql] = name
+            result = conn.pgconn.exec_prepared(name, values)
+            if result.status == pq.ExecStatus.TUPLES_OK:
+                break
+            error = _error(conn, result)
+            if error.sqlstate != _INVALID_STATEMENT_NAME or attempt == 2:
+                raise error
+            prepared.clear()  # every statement of this connection is gone
+    if result.ntuples == 0:
+        return None
+    row = []
+    for column in range(result.nfields):
+        raw = result.get_value(0, column)
+        if raw is None:
+            row.append(None)
+            continue
+        loader = LOADERS.get(result.ftype(column))
+        if loader is None:
+            raise TypeError(f"fetch_one reads no column of type {result.ftype(column)}")
+        row.append(loader(raw))
+    return tuple(row)
 
 
 def select_list(model: type[models.Model], alias: str) -> str:

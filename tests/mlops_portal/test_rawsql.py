@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -22,3 +23,79 @@ def test_an_in_list_matches_exactly_its_values_whatever_they_contain() -> None:
             assert len(params) == 1
             cursor.execute("SELECT %s::varchar[]", params)
             assert cursor.fetchone()[0] == AWKWARD
+
+
+# fetch_one: straight through libpq on PostgreSQL, outside a transaction -------------------------
+
+pg_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="libpq: PostgreSQL")
+ROW_SQL = "SELECT %s::varchar AS s, %s::bigint AS i, %s AS b, %s::float8 AS f, %s::int AS n, %s::varchar[] AS a"
+
+
+def _prepared_here() -> list[str]:
+    """The statements this connection has prepared through fetch_one (PostgreSQL's own list)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE '\\_portal\\_%%'")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pg_only
+@pytest.mark.django_db(transaction=True)
+def test_fetch_one_reads_the_row_as_psycopgs_cursor_does_and_prepares_once() -> None:
+    connection.close()  # a new connection: nothing prepared yet
+    params = ['a "quoted", \\ value', 2**40, True, 0.25, None]
+    with rawsql.prepared_cursor() as cursor:
+        cursor.execute(ROW_SQL.replace(", %s::varchar[] AS a", ""), params)
+        expected = cursor.fetchone()
+    sql = ROW_SQL.replace(", %s::varchar[] AS a", "")
+    assert rawsql.fetch_one(sql, params) == expected == ('a "quoted", \\ value', 2**40, True, 0.25, None)
+    assert rawsql.fetch_one(sql, ["x", -1, False, float("-inf"), 7]) == ("x", -1, False, float("-inf"), 7)
+    assert len(_prepared_here()) == 1  # prepared on the first call, run again on the second
+    assert rawsql.fetch_one("SELECT 1 WHERE %s", [False]) is None  # no row
+    assert rawsql.fetch_one("SELECT %s::varchar[] IS NOT NULL", [AWKWARD]) == (True,)
+    with pytest.raises(TypeError, match="no column of type"):
+        rawsql.fetch_one("SELECT %s::varchar[]", [AWKWARD])  # an array comes back as text: refused
+
+
+@pg_only
+@pytest.mark.django_db(transaction=True)
+def test_fetch_one_prepares_again_when_the_statement_is_gone() -> None:
+    assert rawsql.fetch_one("SELECT %s::int + 1", [1]) == (2,)
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # what a pooler's DISCARD ALL does
+    assert rawsql.fetch_one("SELECT %s::int + 1", [2]) == (3,)
+
+
+@pg_only
+@pytest.mark.django_db(transaction=True)
+def test_fetch_one_inside_a_transaction_takes_the_cursor_and_a_rollback_loses_nothing() -> None:
+    from django.db import transaction
+
+    connection.close()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert rawsql.fetch_one("SELECT %s::int * 2", [21]) == (42,)
+        raise RuntimeError("roll back")
+    assert not _prepared_here()  # nothing of fetch_one's own was prepared in the transaction
+    assert rawsql.fetch_one("SELECT %s::int * 2", [4]) == (8,)  # and outside it works as before
+
+
+@pg_only
+@pytest.mark.django_db(transaction=True)
+def test_fetch_one_errors_are_djangos_and_a_lost_connection_is_noticed() -> None:
+    from django.db import DataError, OperationalError, ProgrammingError
+
+    with pytest.raises(DataError, match="division by zero"):
+        rawsql.fetch_one("SELECT 1 / %s::int", [0])  # running it
+    with pytest.raises(ProgrammingError, match="no_such_table"):
+        rawsql.fetch_one("SELECT * FROM no_such_table WHERE %s", [True])  # preparing it
+    assert connection.errors_occurred  # as Django's cursor marks it: checked before the connection's reuse
+    connection.close()
+    connection.ensure_connection()
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"],
+        password=settings["PASSWORD"] or None, autocommit=True,
+    ) as admin:  # fmt: skip
+        admin.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    with pytest.raises(OperationalError):
+        rawsql.fetch_one("SELECT %s::int", [1])
+    connection.close()
