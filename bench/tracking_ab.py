@@ -86,15 +86,16 @@ class Portal:
 
 def client_sequence(url: str, token: str, reps: int) -> list[float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(MLFLOW_TRACKING_URI=url, MLFLOW_TRACKING_TOKEN=token, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+    env.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+    plan = json.dumps({"server": [url, token]})
     out = subprocess.run(
-        [sys.executable, "-c", CLIENT_SCRIPT, str(reps)], env=env, capture_output=True, text=True, timeout=900,
-        cwd=tempfile.gettempdir(),
+        [sys.executable, "-c", CLIENT_SCRIPT, plan, str(reps)], env=env, capture_output=True, text=True,
+        timeout=900, cwd=tempfile.gettempdir(),
     )  # fmt: skip
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"client sequence failed: {out.stderr[-600:]}")
-    return [t * 1000 for t in json.loads(line.removeprefix("BENCH_RESULT "))["timings"][1:]]
+    return [t * 1000 for t in json.loads(line.removeprefix("BENCH_RESULT "))["timings"]["server"][1:]]
 
 
 def measure(portals: dict[str, Portal], workload: str, blocks: int, calls: int) -> dict[str, list[float]]:

@@ -284,7 +284,8 @@ def render(report: dict[str, Any]) -> str:
         f"searches, {sizes['paging_reps']} paging passes, {sizes['history_reps']} history reads, "
         f"{sizes['batch_reps']} log-batch repetitions ({sizes['batches_1']} batches for one client, "
         f"{sizes['batches_8']} per client for eight), {sizes['client_reps']} rounds of real-client "
-        f"processes (one per server a round, the order rotating; 2 timed sequences each); "
+        f"sequences (one client process a round, taking the servers in turn, the order rotating; on each, "
+        f"one uncounted sequence and 3 timed ones); "
         f"search page size {meta['page_size']}; portal user role {meta['portal_role']}."
     )
     out.append("")

@@ -535,18 +535,36 @@ def w_bulk_interval(bench: Bench) -> None:
 # The real mlflow client --------------------------------------------------------------------------
 
 CLIENT_SCRIPT = """
-import json, sys, time
+import json, os, sys, time
 import mlflow
-timings, run_ids = [], []
-for rep in range(int(sys.argv[1]) + 1):  # the first sequence warms the client up and is not counted
+
+servers = json.loads(sys.argv[1])  # name -> [url, token or null], in this round's order
+sequences = int(sys.argv[2])
+timings = {name: [] for name in servers}
+run_ids = {name: [] for name in servers}
+
+def use(name):
+    url, token = servers[name]
+    mlflow.set_tracking_uri(url)
+    if token:
+        os.environ["MLFLOW_TRACKING_TOKEN"] = token
+    else:
+        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+
+def sequence(name):
+    use(name)
     start = time.perf_counter()
     run = mlflow.start_run()
     mlflow.log_param("lr", 0.01)
     for i in range(100):
         mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
     mlflow.end_run()
-    timings.append(time.perf_counter() - start)
-    run_ids.append(run.info.run_id)
+    timings[name].append(time.perf_counter() - start)
+    run_ids[name].append(run.info.run_id)
+
+for name in servers:  # a block per server: one uncounted sequence warms it up again, then the timed ones
+    for rep in range(sequences + 1):
+        sequence(name)
 print("BENCH_RESULT " + json.dumps({"timings": timings, "run_ids": run_ids}), flush=True)
 """
 
@@ -570,33 +588,35 @@ def check_client_run(bench: Bench, server: srv.Server, run_id: str) -> None:
 def w_client_sequence(bench: Bench) -> None:
     """mlflow.start_run(); log_param; 100 x log_metric; end_run(), timed inside a client subprocess.
 
-    In rounds, like the single calls' blocks: each round starts one client process per server, in an
-    order that rotates, and each process times CLIENT_SEQUENCES sequences after an uncounted one. This
-    machine's speed moves by tens of percent within minutes (the same sequence, the same server: 308 and
-    448 ms a few minutes apart, with CPU time per call moving as much), so every server must be measured
-    in the same stretches of time, not each for a minute of its own."""
+    This machine's speed moves by tens of percent within minutes (the same sequence, the same server:
+    308 and 448 ms a few minutes apart, with CPU time per call moving as much), so every server must be
+    measured in the same stretches of time. Each round starts one client process, which takes the
+    servers in turn, in an order that rotates from round to round: on each, one uncounted sequence,
+    then CLIENT_SEQUENCES timed ones, back to back. The uncounted one matters: a server whose
+    sequences alternate with another server's runs about a tenth slower (its caches go cold; measured
+    for MLflow: 1,211 against 1,100 ms), so each server is timed warm, as it is with a client of its
+    own."""
     servers = list(bench.servers.values())
     timings: dict[str, list[float]] = {f"{server.name}/client": [] for server in servers}
     first: dict[str, float] = {}
-    errors: dict[str, str] = {}
+    error = ""
     last_run: dict[str, tuple[srv.Server, str]] = {}
     for round_ in range(bench.sizes.client_reps):
-        for server in servers[round_ % len(servers) :] + servers[: round_ % len(servers)]:
+        order = servers[round_ % len(servers) :] + servers[: round_ % len(servers)]
+        result = _client_process(order, CLIENT_SEQUENCES)
+        if isinstance(result, str):
+            error = result
+            break
+        for server in order:
             key = f"{server.name}/client"
-            if key in errors:
-                continue
-            result = _client_process(server, CLIENT_SEQUENCES)
-            if isinstance(result, str):
-                errors[key] = result
-                continue
-            times = [t * 1000 for t in result["timings"]]
+            times = [t * 1000 for t in result["timings"][server.name]]
             first.setdefault(key, times[0])
             timings[key] += times[1:]
-            last_run[key] = (server, result["run_ids"][-1])
+            last_run[key] = (server, result["run_ids"][server.name][-1])
     variants: dict[str, Any] = {}
     for key, samples in timings.items():
-        if key in errors:
-            variants[key] = {"error": errors[key]}
+        if error or not samples:
+            variants[key] = {"error": error or "no sequence ran"}
         else:
             stats = latency_stats(samples)
             del stats["stalls"]  # a whole sequence always takes longer than a stall
@@ -605,23 +625,21 @@ def w_client_sequence(bench: Bench) -> None:
     bench.record("client_sequence", "ms", variants, rounds=bench.sizes.client_reps, per_process=CLIENT_SEQUENCES)
 
 
-CLIENT_SEQUENCES = 2  # timed sequences per client process, after the first (uncounted) one
+CLIENT_SEQUENCES = 3  # timed sequences per server and round, after an uncounted one
 
 
-def _client_process(server: srv.Server, sequences: int) -> dict[str, Any] | str:
-    """One client process against `server`: its timings and run ids, or what went wrong."""
+def _client_process(servers: list[srv.Server], sequences: int) -> dict[str, Any] | str:
+    """One client process taking the servers in turn: its timings and run ids per server, or what
+    went wrong."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(
-        MLFLOW_TRACKING_URI=server.url,
-        MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
-        MLFLOW_HTTP_REQUEST_TIMEOUT="120",
-        PYTHONUNBUFFERED="1",
-    )
-    if "Authorization" in server.headers:
-        env["MLFLOW_TRACKING_TOKEN"] = server.headers["Authorization"].removeprefix("Bearer ")
+    env.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="120", PYTHONUNBUFFERED="1")
+    plan = {
+        server.name: [server.url, server.headers.get("Authorization", "").removeprefix("Bearer ") or None]
+        for server in servers
+    }
     try:
         out = subprocess.run(
-            [sys.executable, "-c", CLIENT_SCRIPT, str(sequences)],
+            [sys.executable, "-c", CLIENT_SCRIPT, json.dumps(plan), str(sequences)],
             env=env,
             capture_output=True,
             text=True,
