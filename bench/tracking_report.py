@@ -161,7 +161,7 @@ def _detail_table(workload: str, data: dict[str, Any]) -> list[str]:
         if workload == "bulk_interval":
             head.append("Points")
         if workload == "client_sequence":
-            head.append("First (cold)")
+            head.append("First of a turn (uncounted)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, stats in variants.items():
         server, connection = _variant_label(key)

@@ -62,28 +62,32 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     blocking call that releases the GIL. psycopg's cursor and Django's wrapper around it cost such a
     call about 0.08 ms of CPU, as much as the round trip itself (docs/performance.md, "The real
     client's sequence"). Errors still come as Django's database errors, and the connection's checks
-    (health, thread) are Django's. Only outside a transaction: PostgreSQL forgets a statement prepared
-    in a transaction that rolls back, and an error there would abort the transaction before the
-    statement could be prepared again. Elsewhere, inside `atomic`, with prepared statements off, while
-    Django logs queries (DEBUG, tests that count statements), or under an execute wrapper (the MLflow
-    views' reconnect, which watches the statements: experiments/mlflow_api/common.py), it is
-    `prepared_cursor`'s execute and fetchone.
+    (health, thread) are Django's.
 
-    Parameters: str, int, bool, None, or a list of str (an array literal; cast it in the SQL). Row
-    values: bool, int, float or str (`LOADERS`); another type of column raises TypeError."""
+    Only in autocommit, outside `atomic`: PostgreSQL forgets a statement prepared in a transaction
+    that rolls back, and an error there would abort the transaction before the statement could be
+    prepared again. (psycopg also deallocates every prepared statement after a rollback or a schema
+    change on the connection: the next call finds its statement gone and prepares it again.)
+    Elsewhere, with prepared statements off, while Django logs queries (DEBUG, tests that count
+    statements), or under an execute wrapper (the MLflow views' reconnect, which watches the
+    statements: experiments/mlflow_api/common.py), it is `prepared_cursor`'s execute and fetchone.
+
+    The statement must return rows and hold no `%` other than its placeholders (not even in a string
+    literal). Parameters: str, int, float, bool, None, or a list of str (an array literal; cast it in
+    the SQL). Row values: bool, int, float or str (`LOADERS`); another type of column raises TypeError."""
     direct = not (connection.queries_logged or connection.execute_wrappers or connection.in_atomic_block)
     if connection.vendor == "postgresql" and direct:
         connection.close_if_health_check_failed()
         connection.ensure_connection()
         connection.validate_thread_sharing()
-        if connection.connection.prepare_threshold is not None:
+        if connection.autocommit and connection.connection.prepare_threshold is not None:
             return _fetch_one_libpq(connection.connection, sql, params)
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         return cast("tuple[Any, ...] | None", cursor.fetchone())
 
 
-_PARAM_TYPES = {bool: 16, int: 20, float: 701}  # bool, int8, float8; anything else: PostgreSQL infers
+_PARAM_TYPES = {bool: 16, int: 20, float: 701}  # bool, int8, float8; text: PostgreSQL infers it
 LOADERS: dict[int, Callable[[bytes], Any]] = {
     16: lambda raw: raw == b"t",  # bool
     20: int,  # int8
@@ -93,18 +97,32 @@ LOADERS: dict[int, Callable[[bytes], Any]] = {
     25: bytes.decode,  # text
     1043: bytes.decode,  # varchar
 }
-_INVALID_STATEMENT_NAME = "26000"  # the prepared statement is gone (a pooler's DISCARD ALL)
+_INVALID_STATEMENT_NAME = "26000"  # the prepared statement is gone (DEALLOCATE ALL, a pooler's DISCARD ALL)
 _statement_names = itertools.count(1)
 
 
 def _text(value: Any) -> bytes | None:
+    """A parameter in PostgreSQL's text format. libpq reads a text parameter up to its first NUL, so a
+    string holding one is refused, as psycopg refuses it."""
     if value is None:
         return None
     if isinstance(value, bool):
         return b"t" if value else b"f"
+    if isinstance(value, int):
+        return int.__repr__(value).encode()
+    if isinstance(value, float):
+        return float.__repr__(value).encode()
     if isinstance(value, list):
-        return text_array(value).encode()
-    return str(value).encode()
+        text = text_array(value)
+    elif isinstance(value, str):
+        text = str.__str__(value)  # the value of a str enum, not its name
+    else:
+        raise TypeError(f"fetch_one takes no parameter of type {type(value).__name__}")
+    if "\x00" in text:
+        import psycopg
+
+        raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+    return text.encode()
 
 
 def _error(conn: Any, result: Any) -> Any:
@@ -114,6 +132,8 @@ def _error(conn: Any, result: Any) -> Any:
     from psycopg import pq
     from psycopg.errors import error_from_result
 
+    if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.EMPTY_QUERY):
+        return psycopg.ProgrammingError("fetch_one needs a statement that returns rows")
     error = error_from_result(result, encoding=conn.info.encoding)
     if conn.pgconn.status == pq.ConnStatus.BAD or error.sqlstate is None:
         return psycopg.OperationalError(str(error) or "the connection to the database was lost")
@@ -123,28 +143,29 @@ def _error(conn: Any, result: Any) -> Any:
 def _fetch_one_libpq(conn: Any, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     from psycopg import pq
 
-    # The statements this connection has prepared (gone with it when Django reconnects).
-    prepared: dict[str, bytes] = conn.__dict__.setdefault("_portal_prepared", {})
-    values = [_text(value) for value in params]
+    # The statements this connection has prepared, by text and parameter types (gone with the
+    # connection when Django reconnects).
+    prepared: dict[tuple[str, tuple[int, ...]], bytes] = conn.__dict__.setdefault("_portal_prepared", {})
+    types = tuple(_PARAM_TYPES.get(type(value), 0) for value in params)
     with connection.wrap_database_errors:
+        values = [_text(value) for value in params]
         for attempt in (1, 2):
-            name = prepared.get(sql)
+            name = prepared.get((sql, types))
             if name is None:
-                if "%%" in sql:
-                    raise ValueError("fetch_one takes no escaped percent signs")
                 parts = sql.split("%s")
+                if "%" in "".join(parts) or len(parts) != len(params) + 1:
+                    raise ValueError("fetch_one needs one %s per parameter and no other %")
                 text = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
                 name = f"_portal_{next(_statement_names)}".encode()
-                types = [_PARAM_TYPES.get(type(value), 0) for value in params]
-                result = conn.pgconn.prepare(name, text.encode(), types)
+                result = conn.pgconn.prepare(name, text.encode(), list(types))
                 if result.status != pq.ExecStatus.COMMAND_OK:
                     raise _error(conn, result)
-                prepared[sql] = name
+                prepared[(sql, types)] = name
             result = conn.pgconn.exec_prepared(name, values)
             if result.status == pq.ExecStatus.TUPLES_OK:
                 break
             error = _error(conn, result)
-            if error.sqlstate != _INVALID_STATEMENT_NAME or attempt == 2:
+            if getattr(error, "sqlstate", None) != _INVALID_STATEMENT_NAME or attempt == 2:
                 raise error
             prepared.clear()  # every statement of this connection is gone
     if result.ntuples == 0:

@@ -149,6 +149,7 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
         for key in request.GET:
             values = request.GET.getlist(key)
             params[key] = values if len(values) > 1 or key.endswith("_ids") else values[0]
+        _refuse_nul(params)
         return params
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -168,6 +169,7 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
         return {}
     try:
         data = orjson.loads(raw)  # a log-batch of 1000 metrics: 0.7 ms with the standard library
+        escaped_nul = NUL_ESCAPE in raw  # the only way a NUL gets into a UTF-8 JSON string
     except orjson.JSONDecodeError:
         # orjson is stricter than the standard library (bare NaN and Infinity, integers beyond 64
         # bits, UTF-16 bodies, lone surrogates): such a body is read the lenient way, as it always was.
@@ -175,9 +177,43 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise MlflowError(f"Malformed JSON request body: {exc}", "BAD_REQUEST") from None
+        escaped_nul = True  # UTF-16 spells the escape otherwise: look at every string
     if not isinstance(data, dict):
         raise MlflowError("The request body must be a JSON object", "BAD_REQUEST")
+    if escaped_nul:
+        _refuse_nul(data)
     return data
+
+
+NUL_ESCAPE = b"\\u0000"
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """The path of the first string (or object key) in `value` holding a NUL character, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here
+            found = _nul_path(item, here)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def _refuse_nul(data: dict[str, Any]) -> None:
+    """PostgreSQL's text holds no NUL character: refused here as the client's mistake (400), not
+    left to fail in the database (a 500, which the mlflow client retries for minutes)."""
+    path = _nul_path(data, "")
+    if path is not None:
+        raise invalid(f"Invalid value for parameter '{path}' supplied: must not contain a NUL character (\\u0000)")
 
 
 Handler = Callable[..., Any]

@@ -14,13 +14,16 @@ written, so Django's answer stays the only one for every error:
 - another path or method; a body that is not a JSON object of at most `MAX_BODY` bytes;
 - a host not in ALLOWED_HOSTS, a forwarded host, or plain HTTP where HTTPS is required;
 - no Bearer token, or one that is unknown, expired or revoked (Basic auth takes Django's path);
+- a NUL character escaped anywhere in the body (Django refuses it with a 400);
 - a value the view refuses, a run the caller may not write or that is gone (the write's statement
-  checks the permission and writes nothing then), and any database error. Both writes are
-  idempotent (a point or a param stored once), so Django running the request again is safe.
+  checks the permission and writes nothing then), and any error at all, from the database or not.
+  Both writes are idempotent (a point or a param stored once), so Django running the request again
+  is safe.
 
 What Django does around a request and the lane keeps: the connection is closed when it is obsolete
-or broken (`close_old_connections`, as at the end of every Django request); the lane runs inside
-`request_only` (mlops_portal/wsgi.py), so the process environment never passes for a header.
+or broken (`close_old_connections`, as at the start and the end of every Django request); the lane
+runs inside `request_only` (mlops_portal/wsgi.py), so the process environment never passes for a
+header.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from django.urls import resolve
 
 from accounts.services import user_for_token
 from experiments.mlflow_api import tracking
-from experiments.mlflow_api.common import MlflowError, json_response
+from experiments.mlflow_api.common import NUL_ESCAPE, json_response
 from monitoring.metrics import REQUEST_DURATION
 from monitoring.middleware import route_label
 
@@ -162,11 +165,15 @@ class Lane:
         secure = _secure(environ)
         if (settings.SECURE_SSL_REDIRECT and not secure) or not _host_allowed(environ):
             return self.app(environ, start_response)
-        user = _user(environ)
+        close_old_connections()  # as at the start of a Django request (CONN_MAX_AGE, a broken connection)
+        try:
+            user = _user(environ)
+        except DatabaseError:
+            return self.app(environ, start_response)  # Django answers, and logs, the same failure
         if user is None:
             return self.app(environ, start_response)
         raw = _body(environ)
-        if raw is None or len(raw) < int(environ["CONTENT_LENGTH"]):
+        if raw is None or len(raw) < int(environ["CONTENT_LENGTH"]) or NUL_ESCAPE in raw:
             return self._django(environ, start_response, raw)
         try:
             data = orjson.loads(raw)
@@ -181,13 +188,13 @@ class Lane:
             connection.health_check_done = True
         try:
             write(user, data)
-        except (MlflowError, DatabaseError):
+        except Exception:  # every failure is Django's to answer and to log
             # Nothing was written (the statement refused it, or failed): Django runs the request
             # again and answers with its own error, reconnecting first if the connection broke.
             return self._django(environ, start_response, raw)
         finally:
             close_old_connections()
-        start_response("200 OK", response_headers(secure))
+        start_response("200 OK", list(response_headers(secure)))
         _duration_metric(environ["PATH_INFO"]).observe(time.perf_counter() - start)
         return [BODY]
 

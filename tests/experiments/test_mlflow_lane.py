@@ -139,15 +139,20 @@ def test_every_error_and_every_other_request_is_djangos(editor: Any, viewer: Any
         ("not an object", METRIC, b"[1, 2]", token, {}, 400),
         ("over the lane's size", METRIC, big, token, {}, 200),
         ("a host not allowed", METRIC, point(run, 1), token, {"HTTP_HOST": "evil.example"}, 400),
+        ("a NUL in the run id", METRIC, {**point(run, 1), "run_id": run.pk + "\x00x"}, token, {}, 400),
+        ("a NUL in a param", PARAM, {"run_id": run.pk, "key": "k", "value": "a\x00b"}, token, {}, 400),
         ("GET", METRIC, b"", token, {"REQUEST_METHOD": "GET"}, 400),
     ]
     for name, path, body, headers, extra, status in cases:
+        stored = Metric.objects.count()
         spy = Spy()
         got = call(_request_only_app(lane.Lane(spy)), path, body, headers, **extra)
         assert spy.calls == 1, name
+        assert got[0].startswith(str(status)), (name, got)
+        # Refused: nothing written, by the lane or by Django (which the lane handed the request to).
+        assert Metric.objects.count() == stored + (status == 200), name
         expected = call(_request_only_app(WSGIHandler()), path, body, headers, **extra)
         assert got == expected, name
-        assert got[0].startswith(str(status)), (name, got)
     assert not Metric.objects.filter(run=deleted).exists()
     assert Param.objects.get(run=run, key="fixed").value == "1"
 
@@ -197,7 +202,8 @@ def test_through_the_lane_one_statement_and_a_dropped_connection_is_replaced(
 ) -> None:
     app, headers = _request_only_app(lane.Lane(Spy())), bearer(editor)
     assert call(app, METRIC, point(run, 1), headers)[0] == "200 OK"
-    connection.ensure_connection()  # a connection kept from an earlier request
+    connection.ensure_connection()  # a connection kept from an earlier request, and kept after the next
+    connection.close_at = None
     checks: list[int] = []
     real_is_usable = connection.is_usable
     monkeypatch.setattr(connection, "is_usable", lambda: checks.append(1) or real_is_usable())
@@ -208,6 +214,7 @@ def test_through_the_lane_one_statement_and_a_dropped_connection_is_replaced(
     assert len(queries.captured_queries) == 1, [q["sql"][:80] for q in queries.captured_queries]
     monkeypatch.undo()
     connection.ensure_connection()
+    connection.close_at = None  # not obsolete: the lane's start keeps it, and its statement finds it dropped
     pid = connection.connection.info.backend_pid
     settings = connection.settings_dict
     with psycopg.connect(
@@ -220,3 +227,60 @@ def test_through_the_lane_one_statement_and_a_dropped_connection_is_replaced(
     assert got[0] == "200 OK", got
     assert spy.calls == 1  # the lane's statement failed on the dropped connection; Django reconnected and wrote
     assert list(Metric.objects.filter(run=run).order_by("step").values_list("step", flat=True)) == [1, 2, 3]
+    connection.close()
+
+
+def test_forwarded_headers_are_read_as_django_reads_them(editor: Any, run: Any) -> None:
+    proto = {"HTTP_X_FORWARDED_PROTO": "https"}
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"), SECURE_HSTS_SECONDS=60):
+        got, expected, handed_over = both(METRIC, point(run, 1), bearer(editor), **proto)
+    assert handed_over == 0 and got == expected and dict(got[1])["Strict-Transport-Security"] == "max-age=60"
+    forwarded = {"HTTP_X_FORWARDED_HOST": "evil.example"}
+    with override_settings(USE_X_FORWARDED_HOST=True):
+        got, expected, handed_over = both(METRIC, point(run, 2), bearer(editor), **forwarded)
+    assert handed_over == 1 and got == expected and got[0].startswith("400")  # Django judges the host
+
+
+def test_a_database_error_in_the_token_lookup_is_djangos_to_answer(editor: Any, run: Any, monkeypatch: Any) -> None:
+    from django.db import OperationalError
+
+    def broken(_secret: str) -> Any:
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(lane, "user_for_token", broken)  # the lane's lookup only; Django's still works
+    spy = Spy()
+    got = call(_request_only_app(lane.Lane(spy)), METRIC, point(run, 1), bearer(editor))
+    assert spy.calls == 1 and got[0] == "200 OK"
+    assert Metric.objects.filter(run=run).count() == 1
+
+
+def test_a_nul_character_is_a_400_that_names_the_field(editor: Any, run: Any) -> None:
+    from django.test import Client
+
+    client, headers = Client(), bearer(editor)
+    response = client.get("/api/2.0/mlflow/runs/get", {"run_id": "ab\x00c"}, **headers)
+    assert response.status_code == 400 and "'run_id'" in response.json()["message"]
+    body = json.dumps({"run_id": run.pk, "tags": [{"key": "k", "value": "x\x00"}]})
+    response = client.post("/api/2.0/mlflow/runs/log-batch", body, content_type="application/json", **headers)
+    assert response.status_code == 400 and "'tags[0].value'" in response.json()["message"], response.content
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="libpq: PostgreSQL")
+def test_the_lanes_write_goes_through_libpq_and_reuses_its_prepared_statement(
+    editor: Any, run: Any, monkeypatch: Any
+) -> None:
+    from mlops_portal import rawsql
+
+    calls: list[str] = []
+    real = rawsql._fetch_one_libpq
+    monkeypatch.setattr(rawsql, "_fetch_one_libpq", lambda *args: calls.append("libpq") or real(*args))
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", None)  # a connection kept between requests
+    app, headers = _request_only_app(lane.Lane(Spy())), bearer(editor)
+    for step in range(3):
+        assert call(app, METRIC, point(run, step), headers)[0] == "200 OK"
+    assert calls == ["libpq"] * 3
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '\\_portal\\_%%'")
+        assert cursor.fetchone()[0] == 1  # prepared on the first call, reused by the next two
+    assert Metric.objects.filter(run=run).count() == 3
+    connection.close()

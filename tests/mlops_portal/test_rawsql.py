@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import DataError, connection
 
 from mlops_portal import rawsql
 
@@ -48,10 +48,18 @@ def test_fetch_one_reads_the_row_as_psycopgs_cursor_does_and_prepares_once() -> 
         expected = cursor.fetchone()
     sql = ROW_SQL.replace(", %s::varchar[] AS a", "")
     assert rawsql.fetch_one(sql, params) == expected == ('a "quoted", \\ value', 2**40, True, 0.25, None)
-    assert rawsql.fetch_one(sql, ["x", -1, False, float("-inf"), 7]) == ("x", -1, False, float("-inf"), 7)
+    assert rawsql.fetch_one(sql, ["x", -1, False, float("-inf"), None]) == ("x", -1, False, float("-inf"), None)
     assert len(_prepared_here()) == 1  # prepared on the first call, run again on the second
+    assert rawsql.fetch_one(sql, ["x", -1, False, 1.5, 7]) == ("x", -1, False, 1.5, 7)
+    assert len(_prepared_here()) == 2  # an int where there was a NULL: prepared with that type
     assert rawsql.fetch_one("SELECT 1 WHERE %s", [False]) is None  # no row
     assert rawsql.fetch_one("SELECT %s::varchar[] IS NOT NULL", [AWKWARD]) == (True,)
+    with pytest.raises(DataError, match="NUL"):
+        rawsql.fetch_one("SELECT %s::varchar", ["cut\x00here"])  # never cut short at the NUL, as libpq would
+    with pytest.raises(TypeError, match="no parameter of type"):
+        rawsql.fetch_one("SELECT %s::varchar", [b"bytes"])
+    with pytest.raises(ValueError, match="one %s per parameter"):
+        rawsql.fetch_one("SELECT %s::varchar LIKE 'a%'", ["a"])
     with pytest.raises(TypeError, match="no column of type"):
         rawsql.fetch_one("SELECT %s::varchar[]", [AWKWARD])  # an array comes back as text: refused
 
@@ -59,10 +67,14 @@ def test_fetch_one_reads_the_row_as_psycopgs_cursor_does_and_prepares_once() -> 
 @pg_only
 @pytest.mark.django_db(transaction=True)
 def test_fetch_one_prepares_again_when_the_statement_is_gone() -> None:
+    connection.close()
     assert rawsql.fetch_one("SELECT %s::int + 1", [1]) == (2,)
+    assert len(_prepared_here()) == 1
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")  # what a pooler's DISCARD ALL does
+    assert not _prepared_here()
     assert rawsql.fetch_one("SELECT %s::int + 1", [2]) == (3,)
+    assert len(_prepared_here()) == 1  # prepared again, on the same connection
 
 
 @pg_only
