@@ -12,8 +12,8 @@ itself), and the same request metric. Anything else goes to Django unchanged, be
 written, so Django's answer stays the only one for every error:
 
 - another path or method; a body that is not a JSON object of at most `MAX_BODY` bytes;
-- a host not in ALLOWED_HOSTS, a forwarded host, or plain HTTP where HTTPS is required;
-- no Bearer token, or one that is unknown, expired or revoked (Basic auth takes Django's path);
+- a host not in ALLOWED_HOSTS, or plain HTTP where HTTPS is required (read by Django's request);
+- no credentials, or credentials Django refuses (`authenticate_header`, the fast-lane middleware's);
 - a NUL character escaped anywhere in the body (Django refuses it with a 400);
 - a value the view refuses, a run the caller may not write or that is gone (the write's statement
   checks the permission and writes nothing then), and any error at all, from the database or not.
@@ -35,15 +35,16 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connections
 from django.http import HttpRequest
-from django.http.request import split_domain_port, validate_host
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import resolve
 
-from accounts.services import user_for_token
+from accounts.authentication import BadCredentials, authenticate_header
 from experiments.mlflow_api import tracking
 from experiments.mlflow_api.common import NUL_ESCAPE, json_response
 from monitoring.metrics import REQUEST_DURATION
@@ -108,37 +109,16 @@ def _duration_metric(path: str) -> Any:
     return metric
 
 
-def _secure(environ: dict[str, Any]) -> bool:
-    """`HttpRequest.is_secure` for this environ."""
-    if settings.SECURE_PROXY_SSL_HEADER:
-        header, secure_value = settings.SECURE_PROXY_SSL_HEADER
-        value = environ.get(header)
-        if value is not None:
-            return bool(value.split(",", 1)[0].strip() == secure_value)
-    return bool(environ.get("wsgi.url_scheme") == "https")
-
-
-def _host_allowed(environ: dict[str, Any]) -> bool:
-    """`HttpRequest.get_host` would not raise. A forwarded host is Django's to judge."""
-    if settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ:
-        return False
-    host = environ.get("HTTP_HOST")
-    if not host:
-        return False
-    allowed = settings.ALLOWED_HOSTS
-    if settings.DEBUG and not allowed:
-        allowed = [".localhost", "127.0.0.1", "[::1]"]
-    domain, _port = split_domain_port(host)
-    return bool(domain) and validate_host(domain, allowed)
-
-
-def _user(environ: dict[str, Any]) -> Any:
-    """The Bearer token's user; None for anything else (Django answers it)."""
-    scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme.lower() != "bearer":
+def _user(request: HttpRequest) -> Any:
+    """The caller, as the fast-lane middleware finds it (accounts.middleware.HeaderAuthFastLaneMiddleware):
+    the host allowed, then the Authorization header's token or password. None for anything else (no
+    header, bad credentials, a host not allowed, the database failing): Django answers it."""
+    try:
+        request.get_host()
+        result = authenticate_header(request)
+    except (DisallowedHost, BadCredentials, DatabaseError):
         return None
-    found = user_for_token(value.strip())
-    return None if found is None else found[0]
+    return None if result is None else result[0]
 
 
 def _body(environ: dict[str, Any]) -> bytes | None:
@@ -162,14 +142,12 @@ class Lane:
         if write is None or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         start = time.perf_counter()
-        secure = _secure(environ)
-        if (settings.SECURE_SSL_REDIRECT and not secure) or not _host_allowed(environ):
+        request = WSGIRequest(environ)  # for Django's own reading of the scheme, the host and the header
+        secure = request.is_secure()
+        if settings.SECURE_SSL_REDIRECT and not secure:
             return self.app(environ, start_response)
         close_old_connections()  # as at the start of a Django request (CONN_MAX_AGE, a broken connection)
-        try:
-            user = _user(environ)
-        except DatabaseError:
-            return self.app(environ, start_response)  # Django answers, and logs, the same failure
+        user = _user(request)
         if user is None:
             return self.app(environ, start_response)
         raw = _body(environ)

@@ -157,14 +157,14 @@ def test_every_error_and_every_other_request_is_djangos(editor: Any, viewer: Any
     assert Param.objects.get(run=run, key="fixed").value == "1"
 
 
-def test_basic_auth_and_an_http_request_where_https_is_required_take_djangos_path(editor: Any, run: Any) -> None:
+def test_basic_auth_takes_the_lane_and_http_where_https_is_required_takes_djangos_path(editor: Any, run: Any) -> None:
     import base64
 
     editor.set_password("pw-for-basic-auth-1")
     editor.save()
     basic = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"erin:pw-for-basic-auth-1").decode()}
     got, expected, handed_over = both(METRIC, point(run, 1), basic)
-    assert handed_over == 1 and got == expected and got[0] == "200 OK"
+    assert handed_over == 0 and got == expected and got[0] == "200 OK"  # the middleware's own credentials check
     with override_settings(SECURE_SSL_REDIRECT=True):
         got, expected, handed_over = both(METRIC, point(run, 2), bearer(editor))
     assert handed_over == 1 and got == expected and got[0].startswith("301")
@@ -244,10 +244,10 @@ def test_forwarded_headers_are_read_as_django_reads_them(editor: Any, run: Any) 
 def test_a_database_error_in_the_token_lookup_is_djangos_to_answer(editor: Any, run: Any, monkeypatch: Any) -> None:
     from django.db import OperationalError
 
-    def broken(_secret: str) -> Any:
+    def broken(_request: Any) -> Any:
         raise OperationalError("the database went away")
 
-    monkeypatch.setattr(lane, "user_for_token", broken)  # the lane's lookup only; Django's still works
+    monkeypatch.setattr(lane, "authenticate_header", broken)  # the lane's lookup only; Django's still works
     spy = Spy()
     got = call(_request_only_app(lane.Lane(spy)), METRIC, point(run, 1), bearer(editor))
     assert spy.calls == 1 and got[0] == "200 OK"
