@@ -226,3 +226,19 @@ def in_thread(target: Any) -> tuple[threading.Thread, dict[str, Any]]:
     thread = threading.Thread(target=body, daemon=True)
     thread.start()
     return thread, out
+
+
+def drop_connection() -> int:
+    """Have PostgreSQL end this thread's open connection, as a database restart would, from a
+    connection of its own; the ended backend's pid. Django's connection object still looks open."""
+    import psycopg
+
+    connection.ensure_connection()
+    pid = int(connection.connection.info.backend_pid)
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"],
+        password=settings["PASSWORD"] or None, autocommit=True,
+    ) as admin:  # fmt: skip
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    return pid

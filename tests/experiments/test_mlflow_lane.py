@@ -7,7 +7,6 @@ import io
 import json
 from typing import Any
 
-import psycopg
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection
@@ -22,6 +21,7 @@ from mlops_portal.environ import PROCESS_HEADERS
 from mlops_portal.wsgi import _request_only_app
 from monitoring.metrics import REQUEST_DURATION
 from tests.conftest import bearer
+from tests.services import drop_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -215,13 +215,7 @@ def test_through_the_lane_one_statement_and_a_dropped_connection_is_replaced(
     monkeypatch.undo()
     connection.ensure_connection()
     connection.close_at = None  # not obsolete: the lane's start keeps it, and its statement finds it dropped
-    pid = connection.connection.info.backend_pid
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"],
-        password=settings["PASSWORD"] or None, autocommit=True,
-    ) as admin:  # fmt: skip
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    drop_connection()
     spy = Spy()
     got = call(_request_only_app(lane.Lane(spy)), METRIC, point(run, 3), headers)
     assert got[0] == "200 OK", got

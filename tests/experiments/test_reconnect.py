@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection
 from django.test import Client
@@ -15,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from experiments import services
 from experiments.models import Metric
 from tests.conftest import bearer
+from tests.services import drop_connection
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -34,14 +34,7 @@ def test_a_logging_call_on_a_connection_the_database_dropped_reconnects_and_succ
     run = services.create_run(experiment, user_id="erin", start_time=None, run_name="r", tags=[])
     headers = bearer(editor)
     assert log_metric(headers, run.pk, 1).status_code == 200
-    connection.ensure_connection()
-    pid = connection.connection.info.backend_pid
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"],
-        password=settings["PASSWORD"] or None, autocommit=True,
-    ) as admin:  # fmt: skip
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    pid = drop_connection()
     response = log_metric(headers, run.pk, 2)
     assert response.status_code == 200, response.content
     assert list(Metric.objects.filter(run=run).order_by("step").values_list("step", flat=True)) == [1, 2]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 from django.db import DataError, connection
 
 from mlops_portal import rawsql
+from tests.services import drop_connection
 
 AWKWARD = ["abc", 'q"uote', "back\\slash", 'both\\"', "comma,x", "{brace}", "sp ace", "", "NULL", "ünï", "'"]
 
@@ -101,13 +101,7 @@ def test_fetch_one_errors_are_djangos_and_a_lost_connection_is_noticed() -> None
         rawsql.fetch_one("SELECT * FROM no_such_table WHERE %s", [True])  # preparing it
     assert connection.errors_occurred  # as Django's cursor marks it: checked before the connection's reuse
     connection.close()
-    connection.ensure_connection()
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"],
-        password=settings["PASSWORD"] or None, autocommit=True,
-    ) as admin:  # fmt: skip
-        admin.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    drop_connection()
     with pytest.raises(OperationalError):
         rawsql.fetch_one("SELECT %s::int", [1])
     connection.close()
