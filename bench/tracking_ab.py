@@ -95,7 +95,10 @@ def client_sequence(url: str, token: str, reps: int) -> list[float]:
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"client sequence failed: {out.stderr[-600:]}")
-    return [t * 1000 for t in json.loads(line.removeprefix("BENCH_RESULT "))["timings"]["server"][1:]]
+    result = json.loads(line.removeprefix("BENCH_RESULT "))
+    if result["errors"]:
+        raise RuntimeError(f"client sequence failed: {result['errors']['server']}")
+    return [t * 1000 for t in result["timings"]["server"][1:]]
 
 
 def measure(portals: dict[str, Portal], workload: str, blocks: int, calls: int) -> dict[str, list[float]]:

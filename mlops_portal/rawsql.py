@@ -29,6 +29,14 @@ class _LoggedCursor(CursorDebugWrapper):
             return CursorWrapper.execute(self, sql, params)
 
 
+def _ready() -> None:
+    """What connection.cursor() does before it makes its cursor (the health check, connecting, the
+    thread check), without making a cursor only to throw it away (half of prepared_cursor's 26 us)."""
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+
+
 @contextmanager
 def prepared_cursor() -> Iterator[Any]:
     """A cursor for statements that run on every API call. On PostgreSQL it binds parameters on the
@@ -42,11 +50,7 @@ def prepared_cursor() -> Iterator[Any]:
         return
     from django.db.backends.postgresql.base import ServerBindingCursor
 
-    # What connection.cursor() does before it makes its cursor (the health check, connecting, the thread
-    # check), without making a cursor only to throw it away (half of this function's 26 us).
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
+    _ready()
     raw = ServerBindingCursor(connection.connection)
     wrapped = _LoggedCursor(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
     try:
@@ -77,9 +81,7 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     the SQL). Row values: bool, int, float or str (`LOADERS`); another type of column raises TypeError."""
     direct = not (connection.queries_logged or connection.execute_wrappers or connection.in_atomic_block)
     if connection.vendor == "postgresql" and direct:
-        connection.close_if_health_check_failed()
-        connection.ensure_connection()
-        connection.validate_thread_sharing()
+        _ready()
         if connection.autocommit and connection.connection.prepare_threshold is not None:
             return _fetch_one_libpq(connection.connection, sql, params)
     with prepared_cursor() as cursor:
