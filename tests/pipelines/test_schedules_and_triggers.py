@@ -73,8 +73,12 @@ def test_a_schedule_that_missed_its_times_runs_once_not_once_per_miss(
 
 def test_catchup_makes_up_every_missed_time_and_a_paused_schedule_waits(pipeline: Any, editor: Any, sent: Any) -> None:
     schedule = services.create_schedule(pipeline, "@hourly", catchup=True, actor=editor)
-    Schedule.objects.filter(pk=schedule.pk).update(next_run_at=timezone.now() - timedelta(hours=3, minutes=1))
-    assert len(services.run_due_schedules()) == 4  # 3 h 1 min ago, and the three hours since
+    # An hourly time three hours back: it and the three hours since are due, whatever the minute now
+    # (3 h 1 min back from now was five times in a run's first minute past the hour).
+    now = timezone.now()
+    top_of_hour = now.replace(minute=0, second=0, microsecond=0)
+    Schedule.objects.filter(pk=schedule.pk).update(next_run_at=top_of_hour - timedelta(hours=3))
+    assert len(services.run_due_schedules(now)) == 4
     services.set_schedule_paused(schedule, True, actor=editor)
     Schedule.objects.filter(pk=schedule.pk).update(next_run_at=timezone.now() - timedelta(hours=1))
     assert services.run_due_schedules() == []
