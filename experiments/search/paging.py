@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import json
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from typing import Any
@@ -79,14 +79,15 @@ class Ordering:
     joins: dict[str, FilteredRelation]
     segments: list[Segment] | None = None  # the same order, in pieces; None: one piece, `columns`
     first_key: tuple[str, str] | None = None  # (entity, key) joined as `_order0`, with `_order0_raw` etc.
+    items: tuple[tuple[str, str, bool], ...] = ()  # the order_by as parsed: (entity, key, ascending)
 
     def apply(self, qs: QuerySet[Any]) -> QuerySet[Any]:
         """The whole order as one query (pages with offsets, CSV export); `qs` is annotated."""
         return qs.order_by(*self.order_by())
 
     def annotate(self, qs: QuerySet[Any]) -> QuerySet[Any]:
-        if self.joins:
-            qs = qs.annotate(**self.joins)
+        if self.joins:  # copies: a query takes a FilteredRelation for its own (sets its alias and path)
+            qs = qs.annotate(**{alias: relation.clone() for alias, relation in self.joins.items()})
         return qs.annotate(**self.annotations)
 
     def order_by(self) -> list[Any]:
@@ -197,7 +198,7 @@ def run_ordering(order_by: Any) -> Ordering:
         else:
             segments = [Segment(Q(_order0_pk__isnull=False), [value, *rest]), Segment(Q(_order0_pk__isnull=True), rest)]
     first_key = (seen[0][0], seen[0][1]) if segments else None
-    return Ordering(columns, annotations, _signature("runs", seen), joins, segments, first_key)
+    return Ordering(columns, annotations, _signature("runs", seen), joins, segments, first_key, tuple(seen))
 
 
 def experiment_ordering(order_by: Any) -> Ordering:
@@ -291,20 +292,34 @@ def _check_max_results(max_results: Any) -> int:
     return max_results
 
 
-def _page(qs: QuerySet[Any], ordering: Ordering, max_results: Any, page_token: str | None) -> tuple[list[Any], Any]:
-    """One page after `page_token`, reading the order's segments in turn until the page is full;
+def segment_query(
+    qs: QuerySet[Any], ordering: Ordering, index: int, after: list[Any] | None, count: int
+) -> QuerySet[Any]:
+    """The query for up to `count` rows of segment `index`, after the row whose sort values are `after`;
     `qs` is annotated (`Ordering.annotate`) and filtered, not ordered."""
+    piece = ordering.pieces()[index]
+    part = qs.filter(piece.condition) if piece.condition is not None else qs
+    if after is not None:
+        part = part.filter(_after(piece.columns, after))
+    return part.order_by(*piece.order_by())[:count]
+
+
+# rows(segment index, the sort values to start after or None, how many): the rows, in order.
+SegmentRows = Callable[[int, "list[Any] | None", int], list[Any]]
+
+
+def queryset_rows(qs: QuerySet[Any], ordering: Ordering) -> SegmentRows:
+    return lambda index, after, count: list(segment_query(qs, ordering, index, after, count))
+
+
+def _page(rows_of: SegmentRows, ordering: Ordering, max_results: Any, page_token: str | None) -> tuple[list[Any], Any]:
+    """One page after `page_token`, reading the order's segments in turn until the page is full."""
     limit = _check_max_results(max_results)
     start, after = _decode_token(page_token, ordering) if page_token else (0, None)
     rows: list[Any] = []
     segment_of: list[int] = []
-    pieces = ordering.pieces()
-    for index in range(start, len(pieces)):
-        piece = pieces[index]
-        part = qs.filter(piece.condition) if piece.condition is not None else qs
-        if index == start and after is not None:
-            part = part.filter(_after(piece.columns, after))
-        got = list(part.order_by(*piece.order_by())[: limit + 1 - len(rows)])
+    for index in range(start, len(ordering.pieces())):
+        got = rows_of(index, after if index == start else None, limit + 1 - len(rows))
         rows += got
         segment_of += [index] * len(got)
         if len(rows) > limit:
