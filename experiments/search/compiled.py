@@ -10,14 +10,14 @@ only code that says what a filter means.
 
 A shape is everything that decides the SQL's text: the filter with its literals left out (but their
 types kept), the order_by, the view type, the experiment ids, what decides the user's visibility
-(`permissions.visibility_scope`), the database, the segment of the order and the LIMIT. Where the
-literals go is found, not assumed. On a miss the query is compiled twice: with the request's
-literals, and with every literal changed to a value of its own. The SQL text and the number of
-parameters must be the same, every parameter that changed must be exactly one literal's value before
-and its changed value after, and every literal must be somewhere. Anything else (a value transformed
-on its way, a literal that changes the SQL) leaves the shape to the ORM on every call. LIKE and
-ILIKE, whose patterns are rewritten before they are bound, are never kept, nor are pages after a page
-token, nor a user who may read nothing.
+(`permissions.visibility_scope`), the database and the segment of the order. Where the literals go
+is found, not assumed. On a miss the query is compiled twice: with the request's literals, and with
+every literal changed to a value of its own (and the LIMIT one higher). The SQL text must be the same
+but for the LIMIT at its end, which becomes a parameter; every parameter that changed must be exactly
+one literal's value before and its changed value after; every literal must be somewhere. Anything
+else (a value transformed on its way, a literal that changes the SQL) leaves the shape to the ORM on
+every call. LIKE and ILIKE, whose patterns are rewritten before they are bound, are never kept, nor
+are pages after a page token, nor a user who may read nothing.
 
 The rows are built as the ORM's own iterator builds them: the model's columns through `from_db`,
 the database converters applied, and the annotations set by name. Permissions are in the SQL (the
@@ -55,15 +55,17 @@ class Template:
     sql: str
     params: tuple[Any, ...]
     slots: tuple[tuple[int, int], ...]  # (position in params, index of the literal)
+    limit_position: int  # where the LIMIT goes in params
     init_list: tuple[str, ...]  # the model's attnames, in the order of its columns
     model_columns: tuple[int, int]  # [start, end) of the model's columns in a row
     annotations: tuple[tuple[str, int], ...]  # (attribute, column)
     converters: dict[int, tuple[list[Callable[..., Any]], Any]]
 
-    def rows(self, literals: list[Any], using: str) -> list[Run]:
+    def rows(self, literals: list[Any], count: int, using: str) -> list[Run]:
         params = list(self.params)
         for position, index in self.slots:
             params[position] = literals[index]
+        params[self.limit_position] = count
         connection = connections[using]
         with connection.cursor() as cursor:
             cursor.execute(self.sql, params)
@@ -203,8 +205,8 @@ def compile_template(
     count: int,
     using: str,
 ) -> Template | None:
-    """The template of segment `index`'s first `count` rows, or None when the literals' places
-    cannot be told for certain."""
+    """The template of segment `index`'s first rows (`count` of them here, any number later), or None
+    when the places of the literals and of the LIMIT cannot be told for certain."""
     others = [changed(value, i) for i, value in enumerate(literals)]
     if any(other is None for other in others):
         return None
@@ -212,13 +214,15 @@ def compile_template(
         compiler = segment_query(build(node), ordering, index, None, count).query.get_compiler(using)
         sql, params = compiler.as_sql()
         other_sql, other_params = (
-            segment_query(build(rebuild(node, iter(others))), ordering, index, None, count)
+            segment_query(build(rebuild(node, iter(others))), ordering, index, None, count + 1)
             .query.get_compiler(using)
             .as_sql()
         )
     except EmptyResultSet:
         return None
-    if other_sql != sql or len(other_params) != len(params):
+    # The ORM writes the LIMIT into the SQL's text: it becomes the last parameter.
+    tail, other_tail = f" LIMIT {count}", f" LIMIT {count + 1}"
+    if not sql.endswith(tail) or other_sql != sql.removesuffix(tail) + other_tail or len(other_params) != len(params):
         return None
     owner = {((type(v), v), (type(o), o)): i for i, (v, o) in enumerate(zip(literals, others, strict=True))}
     slots = []
@@ -238,9 +242,10 @@ def compile_template(
     start, end = columns[0], columns[-1] + 1
     select = compiler.select
     return Template(
-        sql=sql,
-        params=tuple(params),
+        sql=sql.removesuffix(tail) + " LIMIT %s",
+        params=(*params, count),
         slots=tuple(slots),
+        limit_position=len(params),
         init_list=tuple(column[0].target.attname for column in select[start:end]),
         model_columns=(start, end),
         annotations=tuple(compiler.annotation_col_map.items()),
@@ -280,13 +285,13 @@ def first_page_rows(
     def rows(index: int, after: list[Any] | None, count: int) -> list[Any]:
         if after is not None:
             return through_orm(index, after, count)
-        key = (*base, index, count)
+        key = (*base, index)
         template = CACHE.get(key)
         if template is NOT_SEEN:
             template = compile_template(build, node, literals, ordering, index, count, using)
             CACHE.put(key, template)
         if template is None:
             return through_orm(index, after, count)
-        return template.rows(literals, using)
+        return template.rows(literals, count, using)
 
     return rows

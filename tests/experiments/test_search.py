@@ -1062,3 +1062,142 @@ def test_a_filter_on_the_sort_key_finds_what_the_general_form_finds(
                            order_by=order_by)  # fmt: skip
     assert fast == general
     assert fast == page_through(editor, ids, 100, filter_string=condition, order_by=order_by)
+
+
+# Compiled first pages ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def run_compiles(monkeypatch: Any) -> list[str]:
+    """The SQL the ORM compiled for queries of runs, from here on."""
+    from django.db.models.sql.compiler import SQLCompiler
+
+    compiled: list[str] = []
+    as_sql = SQLCompiler.as_sql
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = as_sql(self, *args, **kwargs)
+        if self.query.model is Run:
+            compiled.append(result[0])
+        return result
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counting)
+    return compiled
+
+
+def first_page(user: Any, ids: list[str], filter_string: str, order_by: list[str], size: int = 10) -> list[str]:
+    runs, _ = search_runs(user, experiment_ids=ids, filter_string=filter_string, order_by=order_by,
+                          max_results=size, page_token=None, view_type="ACTIVE_ONLY")  # fmt: skip
+    return [r.name for r in runs]
+
+
+def orm_page(user: Any, ids: list[str], filter_string: str, order_by: list[str], size: int = 10) -> list[str]:
+    return [r.name for r in runs_queryset(user, ids, filter_string, order_by)[:size]]
+
+
+SAME_SHAPE_PAIRS = [  # the same shape of filter with other values, and (mostly) other results
+    ("params.lr = '0.1'", "params.lr = '0.01'"),
+    ("metrics.acc > 0.7", "metrics.acc > -1"),
+    ("metrics.acc != 0.9 or tags.team = 'vision'", "metrics.acc != 0.7 or tags.team = 'nlp'"),
+    ("params.model IN ('rf', 'CNN')", "params.model IN ('cnn', 'cnn_v2')"),
+    ("params.model NOT IN ('rf', 'CNN')", "params.model NOT IN ('cnn', 'rf')"),
+    (f"attributes.start_time > {T0 + 3000}", f"attributes.start_time > {T0 + 1500}"),
+    (f"attributes.start_time >= {T0 + 2999.5}", f"attributes.start_time >= {T0 + 999.5}"),
+    (
+        "status = 'FINISHED' and (run_name = 'alpha' or run_name = 'beta')",
+        "status = 'FAILED' and (run_name = 'alpha' or run_name = 'beta')",
+    ),
+    (f"attributes.end_time != {T0 + 10_000}", f"attributes.end_time != {T0 + 20_000}"),
+    ("tags.stage IS NULL and metrics.acc < 0.5", "tags.stage IS NULL and metrics.acc < 1"),
+    ("metrics.loss <= 0.3 and metrics.loss >= 0.3", "metrics.loss <= 0.5 and metrics.loss >= 0.3"),
+    ("params.lr = '0.1' and params.model = '0.1'", "params.lr = '0.1' and params.model = 'cnn'"),  # equal literals
+]
+SAME_SHAPE_ORDERS = [[], ["metrics.acc DESC"], ["metrics.loss"], ["params.model"], ["tags.team DESC", "metrics.acc"],
+                     ["attributes.end_time"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("order_by", SAME_SHAPE_ORDERS)
+def test_a_kept_first_page_binds_each_searchs_own_values(
+    editor: Any, zoo: dict[str, Run], order_by: list[str], run_compiles: list[str]
+) -> None:
+    """The second search of a shape runs the SQL compiled for the first, with its own values: the
+    same runs as the ORM finds, and nothing compiled."""
+    ids = experiment_ids(zoo)
+    differing = 0
+    for first, second in SAME_SHAPE_PAIRS:
+        assert first_page(editor, ids, first, order_by) == orm_page(editor, ids, first, order_by)
+        run_compiles.clear()
+        found = first_page(editor, ids, second, order_by)
+        assert run_compiles == [], second  # kept: nothing compiled
+        assert found == orm_page(editor, ids, second, order_by), second
+        differing += found != orm_page(editor, ids, first, order_by)
+    assert differing >= len(SAME_SHAPE_PAIRS) - 2  # the pairs do test the values, not one cached answer
+
+
+def test_run_ids_bind_into_a_kept_first_page(editor: Any, zoo: dict[str, Run], run_compiles: list[str]) -> None:
+    ids = experiment_ids(zoo)
+    a, b, c = (zoo[name].run_uuid for name in ("alpha", "beta", "gamma"))
+    assert first_page(editor, ids, f"run_id IN ('{a}', '{b}')", []) == ["beta", "alpha"]
+    run_compiles.clear()
+    assert first_page(editor, ids, f"run_id IN ('{c}', '{a}')", []) == ["gamma", "alpha"]
+    assert first_page(editor, ids, f"run_id IN ('{c}', '{b}')", ["metrics.acc DESC"]) == ["beta", "gamma"]
+    assert len(run_compiles) == 2 * 2  # the new order's two segments, each compiled twice to find the values
+
+
+@pytest.mark.parametrize(
+    "filter_string",
+    ["params.model LIKE 'cnn%'", "tags.team ILIKE 'V%'", "params.model IN ('rf', 'rf', 'cnn')",
+     "metrics.loss > 1e309", "metrics.loss < -1e309", "attributes.start_time < " + "9" * 400],
+)  # fmt: skip
+def test_what_cannot_be_kept_is_compiled_on_every_search(
+    editor: Any, zoo: dict[str, Run], run_compiles: list[str], filter_string: str
+) -> None:
+    """LIKE patterns are rewritten before they are bound, the ORM drops a repeated IN value, and an
+    infinite literal has no other value to tell its place by: the ORM compiles these every time."""
+    ids = experiment_ids(zoo)
+    expected = orm_page(editor, ids, filter_string, ["metrics.acc"])
+    assert first_page(editor, ids, filter_string, ["metrics.acc"]) == expected
+    run_compiles.clear()
+    assert first_page(editor, ids, filter_string, ["metrics.acc"]) == expected
+    assert run_compiles  # compiled again
+
+
+def test_a_kept_first_page_checks_permissions_when_it_runs(
+    editor: Any, zoo: dict[str, Run], settings: Any, django_user_model: Any, run_compiles: list[str]
+) -> None:
+    settings.TRACKING_DEFAULT_PERMISSION = "NO_PERMISSIONS"
+    ids = experiment_ids(zoo)
+    stranger = make_user(django_user_model, "sam", Role.EDITOR)
+    other = make_user(django_user_model, "oscar", Role.EDITOR)
+    grant = ExperimentPermission.objects.create(experiment=zoo["alpha"].experiment, user=stranger,
+                                                level=Permission.READ)  # fmt: skip
+    assert first_page(stranger, ids, "params.lr = '0.1'", []) == ["gamma", "alpha"]
+    assert first_page(other, ids, "params.lr = '0.01'", []) == []  # not the stranger's SQL
+    run_compiles.clear()
+    assert first_page(stranger, ids, "params.lr = '0.01'", []) == ["beta"]
+    grant.delete()
+    assert first_page(stranger, ids, "params.lr = '0.1'", []) == []  # the grants are read when it runs
+    assert run_compiles == []
+    assert first_page(editor, ids, "params.lr = '0.1'", []) == ["gamma", "alpha"]  # the owner
+
+
+def test_the_kept_shapes_are_bounded(monkeypatch: Any) -> None:
+    from experiments.search import compiled
+
+    cache = compiled._Cache()
+    monkeypatch.setattr(compiled, "MAX_SHAPES", 2)
+    for key in "abc":
+        cache.put(key, None)
+    assert len(cache) == 2 and cache.get("a") is compiled.NOT_SEEN and cache.get("c") is None
+
+
+def test_a_changed_literal_keeps_its_type_and_differs_for_each_index() -> None:
+    from experiments.search.compiled import changed
+    from experiments.search.grammar import INT64_MAX
+
+    for value in ["", "a", 0, -5, INT64_MAX, INT64_MAX - 1, 0.0, -0.0, 0.9, 1.7e308, -1.7e308, 5e-324]:
+        others = [changed(value, i) for i in range(4)]
+        assert all(type(o) is type(value) and o != value for o in others), value
+        assert len(set(others)) == 4, value
+        assert all(-(2**63) <= o <= INT64_MAX for o in others if isinstance(o, int))
+    assert changed(math.inf, 0) is changed(math.nan, 0) is changed(True, 0) is None
