@@ -1201,3 +1201,12 @@ def test_a_changed_literal_keeps_its_type_and_differs_for_each_index() -> None:
         assert len(set(others)) == 4, value
         assert all(-(2**63) <= o <= INT64_MAX for o in others if isinstance(o, int))
     assert changed(math.inf, 0) is changed(math.nan, 0) is changed(True, 0) is None
+
+
+def test_a_kept_first_page_reads_only_as_many_rows_as_the_page_needs(editor: Any, zoo: dict[str, Run]) -> None:
+    ids = experiment_ids(zoo)
+    for size, filter_string in [(2, "metrics.loss != 12"), (2, "metrics.loss != 13"), (1, "metrics.loss != 14")]:
+        with CaptureQueriesContext(connection) as queries:
+            first_page(editor, ids, filter_string, ["metrics.acc"], size=size)
+        searches = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('SELECT "experiments_run"')]
+        assert len(searches) == 1 and searches[0].endswith(f"LIMIT {size + 1}"), searches
