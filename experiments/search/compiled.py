@@ -14,7 +14,8 @@ types kept), the order_by, the view type, the experiment ids, what decides the u
 is found, not assumed. On a miss the query is compiled twice: with the request's literals, and with
 every literal changed to a value of its own (and the LIMIT one higher). The SQL text must be the same
 but for the LIMIT at its end, which becomes a parameter; every parameter that changed must be exactly
-one literal's value before and its changed value after; every literal must be somewhere. Anything
+one literal's value before and its changed value after (in psycopg's Int8, as Django binds an int
+for a BigIntegerField, at most); every literal must be somewhere. Anything
 else (a value transformed on its way, a literal that changes the SQL) leaves the shape to the ORM on
 every call. LIKE and ILIKE, whose patterns are rewritten before they are bound, are never kept, nor
 are pages after a page token, nor a user who may read nothing.
@@ -31,6 +32,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
@@ -54,7 +56,7 @@ class Template:
 
     sql: str
     params: tuple[Any, ...]
-    slots: tuple[tuple[int, int], ...]  # (position in params, index of the literal)
+    slots: tuple[tuple[int, int, Any], ...]  # (position in params, index of the literal, wrapper or None)
     limit_position: int  # where the LIMIT goes in params
     init_list: tuple[str, ...]  # the model's attnames, in the order of its columns
     model_columns: tuple[int, int]  # [start, end) of the model's columns in a row
@@ -63,8 +65,8 @@ class Template:
 
     def rows(self, literals: list[Any], count: int, using: str) -> list[Run]:
         params = list(self.params)
-        for position, index in self.slots:
-            params[position] = literals[index]
+        for position, index, wrapper in self.slots:
+            params[position] = literals[index] if wrapper is None else wrapper(literals[index])
         params[self.limit_position] = count
         connection = connections[using]
         with connection.cursor() as cursor:
@@ -193,6 +195,17 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+@cache
+def _wrappers() -> frozenset[type]:
+    """The types the database backend wraps a literal in on its way to a parameter, keeping its value:
+    Django binds a BigIntegerField's int as psycopg's Int8 (whose range is the filter grammar's)."""
+    try:
+        from psycopg.types.numeric import Int8
+    except ImportError:
+        return frozenset()
+    return frozenset({Int8})
+
+
 # Compiling ---------------------------------------------------------------------------------------
 
 
@@ -229,11 +242,13 @@ def compile_template(
     for position, (before, after) in enumerate(zip(params, other_params, strict=True)):
         if _same(before, after):
             continue
-        literal = owner.get(((type(before), before), (type(after), after)))
+        wrapper = type(before) if type(before) in _wrappers() and type(after) is type(before) else None
+        unwrapped = (int(before), int(after)) if wrapper else (before, after)
+        literal = owner.get(((type(unwrapped[0]), unwrapped[0]), (type(unwrapped[1]), unwrapped[1])))
         if literal is None:
             return None
-        slots.append((position, literal))
-    if {literal for _, literal in slots} != set(range(len(literals))):
+        slots.append((position, literal, wrapper))
+    if {slot[1] for slot in slots} != set(range(len(literals))):
         return None
     klass_info = compiler.klass_info
     if not klass_info or klass_info.get("related_klass_infos") or klass_info["model"] is not Run:
