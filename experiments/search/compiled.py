@@ -12,13 +12,13 @@ A shape is everything that decides the SQL's text: the filter with its literals 
 types kept), the order_by, the view type, the experiment ids, what decides the user's visibility
 (`permissions.visibility_scope`), the database and the segment of the order. Where the literals go
 is found, not assumed. On a miss the query is compiled twice: with the request's literals, and with
-every literal changed to a value of its own (and the LIMIT one higher). The SQL text must be the same
-but for the LIMIT at its end, which becomes a parameter; every parameter that changed must be exactly
-one literal's value before and its changed value after (in psycopg's Int8, as Django binds an int
-for a BigIntegerField, at most); every literal must be somewhere. Anything
-else (a value transformed on its way, a literal that changes the SQL) leaves the shape to the ORM on
-every call. LIKE and ILIKE, whose patterns are rewritten before they are bound, are never kept, nor
-are pages after a page token, nor a user who may read nothing.
+every literal changed to a value of its own (and the LIMIT one higher). The SQL text must be the
+same but for the LIMIT at its end, which becomes a parameter; every parameter that changed must be
+exactly one literal's value before and its changed value after (in psycopg's Int8, as Django binds
+an int for a BigIntegerField, at most); every literal must be somewhere. Anything else (a value
+transformed on its way, a literal that changes the SQL) leaves the shape to the ORM on every call.
+LIKE and ILIKE, whose patterns are rewritten before they are bound, are never kept, nor are pages
+after a page token, nor a user who may read nothing.
 
 The rows are built as the ORM's own iterator builds them: the model's columns through `from_db`,
 the database converters applied, and the annotations set by name. Permissions are in the SQL (the
