@@ -100,8 +100,8 @@ def can(user: Any, experiment: Experiment, needed: str) -> bool:
     return level_for(user, experiment) >= PERMISSION_RANK[needed]
 
 
-def visibility_scope(user: Any) -> str | int:
-    """What decides the SQL of `visible_experiments(user)`: "all", "none", or the user's pk (owned,
+def visibility_scope(user: Any) -> Any:
+    """What decides the SQL of `visible_experiments(user)`: "all", "none", or ("user", pk) (owned,
     granted and the sandbox, looked up by the query when it runs)."""
     if has_role(user, Role.ADMIN):
         return "all"
@@ -109,7 +109,7 @@ def visibility_scope(user: Any) -> str | int:
         return "none"
     if PERMISSION_RANK[default_level()] >= PERMISSION_RANK[Permission.READ]:
         return "all"
-    return int(user.pk)
+    return ("user", user.pk)
 
 
 def visible_experiments(user: Any, queryset: QuerySet[Experiment] | None = None) -> QuerySet[Experiment]:

@@ -18,7 +18,9 @@ exactly one literal's value before and its changed value after (in psycopg's Int
 an int for a BigIntegerField, at most); every literal must be somewhere. Anything else (a value
 transformed on its way, a literal that changes the SQL) leaves the shape to the ORM on every call.
 LIKE and ILIKE, whose patterns are rewritten before they are bound, are never kept, nor are pages
-after a page token, nor a user who may read nothing.
+after a page token, an IN list with a repeated value, a user who may read nothing, or a search too
+big to keep (MAX_LITERALS, MAX_IDS, MAX_SHAPE_TEXT: what a kept shape holds stays small, and it keeps
+none of the values it was compiled with).
 
 The rows are built as the ORM's own iterator builds them: the model's columns through `from_db`,
 the database converters applied, and the annotations set by name. Permissions are in the SQL (the
@@ -46,7 +48,10 @@ from experiments.search.grammar import INT64_MAX, BoolOp, Node
 from experiments.search.paging import Ordering, SegmentRows, queryset_rows, segment_query
 
 MAX_SHAPES = 512  # kept per process, least recently used dropped first
-MAX_LITERALS = 64  # a longer filter (a long IN list) is compiled on every call
+# Bigger searches are compiled on every call: what one kept shape may hold stays small.
+MAX_LITERALS = 64  # values in the filter (a long IN list)
+MAX_IDS = 100  # experiment ids
+MAX_SHAPE_TEXT = 4096  # characters of the filter's keys, operators and types
 _UNKEPT_OPS = frozenset({"LIKE", "ILIKE"})
 
 
@@ -174,7 +179,8 @@ def rebuild(node: Node | None, values: Iterator[Any]) -> Node | None:
 
 def changed(value: Any, index: int) -> Any:
     """A value of the same type, different from `value` and from the other literals' changed values
-    when they are equal to it (the index is part of the change); None when there is none to take."""
+    when they are equal to it (the index is part of the change); None when there is none to take.
+    An infinite float changes to a finite one: its SQL is any float's."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -182,8 +188,10 @@ def changed(value: Any, index: int) -> Any:
     if isinstance(value, int):
         return value + 1 + index if value < INT64_MAX - 1 - index else value - 1 - index
     if isinstance(value, float):
-        if not math.isfinite(value):
+        if math.isnan(value):
             return None
+        if math.isinf(value):  # the ORM binds it as it binds any float
+            return math.copysign(float(index + 1), value)
         toward = math.inf if value < 1e308 else -math.inf
         for _ in range(index + 1):
             value = math.nextafter(value, toward)
@@ -256,9 +264,12 @@ def compile_template(
     columns = klass_info["select_fields"]
     start, end = columns[0], columns[-1] + 1
     select = compiler.select
+    kept = list(params)
+    for position, _, _ in slots:
+        kept[position] = None  # this search's values are not kept
     return Template(
         sql=sql.removesuffix(tail) + " LIMIT %s",
-        params=(*params, count),
+        params=(*kept, None),
         slots=tuple(slots),
         limit_position=len(params),
         init_list=tuple(column[0].target.attname for column in select[start:end]),
@@ -292,10 +303,13 @@ def first_page_rows(
         shape = shape_of(node, literals)
     except _Unkept:
         return through_orm
-    if scope == "none" or len(literals) > MAX_LITERALS:
+    unique_ids = tuple(sorted(set(ids)))  # the SQL reads them as a set
+    if scope == "none" or len(literals) > MAX_LITERALS or len(unique_ids) > MAX_IDS:
+        return through_orm
+    if len(repr(shape)) + len(repr(ordering.items)) > MAX_SHAPE_TEXT:
         return through_orm
     using = router.db_for_read(Run)
-    base = ("runs", using, connections[using].vendor, scope, tuple(ids), stages, shape, ordering.items)
+    base = ("runs", using, connections[using].vendor, scope, unique_ids, stages, shape, ordering.items)
 
     def rows(index: int, after: list[Any] | None, count: int) -> list[Any]:
         if after is not None:

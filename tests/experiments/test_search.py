@@ -40,6 +40,16 @@ from tests.experiments.factories import T0, ExperimentFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _no_kept_shapes() -> None:
+    """Each test starts with no compiled first pages: on SQLite the ids of one test's rows come back
+    in the next, and a shape kept by an earlier test would make a first search a hit."""
+    from experiments.search.compiled import CACHE
+
+    CACHE.clear()
+
+
 API = "/api/2.0/mlflow/"
 
 
@@ -1111,6 +1121,9 @@ SAME_SHAPE_PAIRS = [  # the same shape of filter with other values, and (mostly)
     ("tags.stage IS NULL and metrics.acc < 0.5", "tags.stage IS NULL and metrics.acc < 1"),
     ("metrics.loss <= 0.3 and metrics.loss >= 0.3", "metrics.loss <= 0.5 and metrics.loss >= 0.3"),
     ("params.lr = '0.1' and params.model = '0.1'", "params.lr = '0.1' and params.model = 'cnn'"),  # equal literals
+    ("metrics.loss > 1e309 or metrics.loss < -1e309", "metrics.loss > 0.4 or metrics.loss < 0.35"),  # infinities
+    ("metrics.loss < 0.4", "metrics.loss < 1e309"),
+    (f"attributes.start_time < {T0 + 1500.5}", "attributes.start_time < " + "9" * 400),
 ]
 SAME_SHAPE_ORDERS = [[], ["metrics.acc DESC"], ["metrics.loss"], ["params.model"], ["tags.team DESC", "metrics.acc"],
                      ["attributes.end_time"]]  # fmt: skip
@@ -1130,6 +1143,8 @@ def test_a_kept_first_page_binds_each_searchs_own_values(
         found = first_page(editor, ids, second, order_by)
         assert run_compiles == [], second  # kept: nothing compiled
         assert found == orm_page(editor, ids, second, order_by), second
+        every = [r.run_uuid for r in runs_queryset(editor, ids, second, order_by)]
+        assert page_through(editor, ids, 2, filter_string=second, order_by=order_by) == every, second
         differing += found != orm_page(editor, ids, first, order_by)
     assert differing >= len(SAME_SHAPE_PAIRS) - 2  # the pairs do test the values, not one cached answer
 
@@ -1146,14 +1161,13 @@ def test_run_ids_bind_into_a_kept_first_page(editor: Any, zoo: dict[str, Run], r
 
 @pytest.mark.parametrize(
     "filter_string",
-    ["params.model LIKE 'cnn%'", "tags.team ILIKE 'V%'", "params.model IN ('rf', 'rf', 'cnn')",
-     "metrics.loss > 1e309", "metrics.loss < -1e309", "attributes.start_time < " + "9" * 400],
+    ["params.model LIKE 'cnn%'", "tags.team ILIKE 'V%'", "params.model IN ('rf', 'rf', 'cnn')"],
 )  # fmt: skip
 def test_what_cannot_be_kept_is_compiled_on_every_search(
     editor: Any, zoo: dict[str, Run], run_compiles: list[str], filter_string: str
 ) -> None:
-    """LIKE patterns are rewritten before they are bound, the ORM drops a repeated IN value, and an
-    infinite literal has no other value to tell its place by: the ORM compiles these every time."""
+    """LIKE patterns are rewritten before they are bound and the ORM drops a repeated IN value: the
+    ORM compiles these every time."""
     ids = experiment_ids(zoo)
     expected = orm_page(editor, ids, filter_string, ["metrics.acc"])
     assert first_page(editor, ids, filter_string, ["metrics.acc"]) == expected
@@ -1195,12 +1209,27 @@ def test_a_changed_literal_keeps_its_type_and_differs_for_each_index() -> None:
     from experiments.search.compiled import changed
     from experiments.search.grammar import INT64_MAX
 
-    for value in ["", "a", 0, -5, INT64_MAX, INT64_MAX - 1, 0.0, -0.0, 0.9, 1.7e308, -1.7e308, 5e-324]:
+    for value in [
+        "",
+        "a",
+        0,
+        -5,
+        INT64_MAX,
+        INT64_MAX - 1,
+        0.0,
+        -0.0,
+        0.9,
+        1.7e308,
+        -1.7e308,
+        5e-324,
+        math.inf,
+        -math.inf,
+    ]:
         others = [changed(value, i) for i in range(4)]
         assert all(type(o) is type(value) and o != value for o in others), value
         assert len(set(others)) == 4, value
         assert all(-(2**63) <= o <= INT64_MAX for o in others if isinstance(o, int))
-    assert changed(math.inf, 0) is changed(math.nan, 0) is changed(True, 0) is None
+    assert changed(math.nan, 0) is changed(True, 0) is None
 
 
 def test_a_kept_first_page_reads_only_as_many_rows_as_the_page_needs(editor: Any, zoo: dict[str, Run]) -> None:
@@ -1210,3 +1239,24 @@ def test_a_kept_first_page_reads_only_as_many_rows_as_the_page_needs(editor: Any
             first_page(editor, ids, filter_string, ["metrics.acc"], size=size)
         searches = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('SELECT "experiments_run"')]
         assert len(searches) == 1 and searches[0].endswith(f"LIMIT {size + 1}"), searches
+
+
+def test_a_kept_shape_is_kept_for_its_experiments_view_and_visibility(
+    editor: Any, admin_user: Any, zoo: dict[str, Run], settings: Any, django_user_model: Any
+) -> None:
+    """The same filter for other experiments, another view type or a user who sees less is another
+    shape: each finds its own runs."""
+    ids = experiment_ids(zoo)
+    other = ExperimentFactory(name="other", owner=editor)
+    RunFactory(experiment=other, run_name="omega", params={"lr": "0.1"})
+    Run.objects.filter(pk=zoo["alpha"].pk).update(lifecycle_stage=LifecycleStage.DELETED)
+    assert first_page(editor, ids, "params.lr = '0.1'", []) == ["gamma"]
+    assert first_page(editor, [str(other.pk)], "params.lr = '0.1'", []) == ["omega"]
+    assert first_page(editor, [str(other.pk), *ids], "params.lr = '0.1'", []) == ["omega", "gamma"]
+    runs, _ = search_runs(editor, experiment_ids=ids, filter_string="params.lr = '0.1'", order_by=[],
+                          max_results=10, page_token=None, view_type="DELETED_ONLY")  # fmt: skip
+    assert [r.name for r in runs] == ["alpha"]
+    settings.TRACKING_DEFAULT_PERMISSION = "NO_PERMISSIONS"
+    stranger = make_user(django_user_model, "sam", Role.EDITOR)
+    assert first_page(admin_user, ids, "params.lr = '0.1'", []) == ["gamma"]  # sees everything
+    assert first_page(stranger, ids, "params.lr = '0.1'", []) == []  # not the admin's SQL
