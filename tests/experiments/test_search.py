@@ -1260,3 +1260,33 @@ def test_a_kept_shape_is_kept_for_its_experiments_view_and_visibility(
     stranger = make_user(django_user_model, "sam", Role.EDITOR)
     assert first_page(admin_user, ids, "params.lr = '0.1'", []) == ["gamma"]  # sees everything
     assert first_page(stranger, ids, "params.lr = '0.1'", []) == []  # not the admin's SQL
+
+
+@pytest.mark.parametrize(
+    ("limit", "value", "ids_of"),
+    [("MAX_IDS", 1, lambda zoo, other: [*experiment_ids(zoo), str(other.pk)]),
+     ("MAX_LITERALS", 1, lambda zoo, other: experiment_ids(zoo)),
+     ("MAX_SHAPE_TEXT", 50, lambda zoo, other: experiment_ids(zoo))],
+)  # fmt: skip
+def test_a_search_too_big_to_keep_is_compiled_every_time(
+    editor: Any, zoo: dict[str, Run], run_compiles: list[str], monkeypatch: Any, limit: str, value: int, ids_of: Any
+) -> None:
+    from experiments.search import compiled
+
+    monkeypatch.setattr(compiled, limit, value)
+    ids = ids_of(zoo, ExperimentFactory(name="other", owner=editor))
+    filter_string = "params.lr = '0.1' and tags.team = 'vision'"  # two values, a shape of over 50 characters
+    for _ in range(2):
+        run_compiles.clear()
+        assert first_page(editor, ids, filter_string, []) == ["gamma", "alpha"]
+        assert run_compiles
+    assert len(compiled.CACHE) == 0
+
+
+def test_a_kept_shape_holds_none_of_the_values_it_was_compiled_with(editor: Any, zoo: dict[str, Run]) -> None:
+    from experiments.search.compiled import CACHE
+
+    assert first_page(editor, experiment_ids(zoo), "tags.team = 'vision' and metrics.acc > 0.123456", []) == ["alpha"]
+    (template,) = CACHE._items.values()
+    assert template is not None
+    assert "vision" not in template.params and 0.123456 not in template.params
