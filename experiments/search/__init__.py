@@ -29,7 +29,7 @@ from django.db.models import QuerySet, prefetch_related_objects
 from experiments.models import Experiment, LifecycleStage, Run
 from experiments.permissions import visible_experiments
 from experiments.search.compile import _experiment_q, _run_q
-from experiments.search.compiled import first_page_rows
+from experiments.search.compiled import segment_rows
 from experiments.search.grammar import (
     EXPERIMENTS,
     INT64_MAX,
@@ -91,6 +91,18 @@ def _experiment_ids(experiment_ids: Any) -> list[int]:
     return ids
 
 
+def _parse_runs_search(
+    experiment_ids: Any, filter_string: str | None, order_by: Any, view_type: Any
+) -> tuple[list[int], tuple[str, ...], Node | None, Ordering]:
+    """The request's experiment ids, lifecycle stages, filter and order, checked in this order."""
+    return (
+        _experiment_ids(experiment_ids),
+        lifecycle_stages(view_type),
+        parse_filter(filter_string or ""),
+        run_ordering(order_by),
+    )
+
+
 def _filtered_runs(
     user: Any, ids: list[int], stages: tuple[str, ...], ordering: Ordering, node: Node | None
 ) -> QuerySet[Run]:
@@ -109,10 +121,7 @@ def runs_queryset(
     view_type: str = "ACTIVE_ONLY",
 ) -> QuerySet[Run]:
     """The runs of `experiment_ids` that `user` may read, filtered and ordered; the caller pages it."""
-    ids = _experiment_ids(experiment_ids)
-    stages = lifecycle_stages(view_type)
-    node = parse_filter(filter_string or "")
-    ordering = run_ordering(order_by)
+    ids, stages, node, ordering = _parse_runs_search(experiment_ids, filter_string, order_by, view_type)
     return ordering.apply(_filtered_runs(user, ids, stages, ordering, node))
 
 
@@ -127,16 +136,11 @@ def search_runs(
     view_type: str,
 ) -> tuple[list[Run], str | None]:
     """One page of runs (`entities.runs_json` turns it into the API's JSON), and the token of the
-    next page (None on the last). A first page runs SQL the ORM compiled for an earlier search of
-    the same shape when there was one (`compiled`)."""
-    ids = _experiment_ids(experiment_ids)
-    stages = lifecycle_stages(view_type)
-    node = parse_filter(filter_string or "")
-    ordering = run_ordering(order_by)
+    next page (None on the last). A segment of the order read from its start runs SQL the ORM
+    compiled for an earlier search of the same shape when there was one (`compiled`)."""
+    ids, stages, node, ordering = _parse_runs_search(experiment_ids, filter_string, order_by, view_type)
     build = partial(_filtered_runs, user, ids, stages, ordering)
-    if page_token:
-        return _page(queryset_rows(build(node), ordering), ordering, max_results, page_token)
-    return _page(first_page_rows(user, ids, stages, node, ordering, build), ordering, max_results, None)
+    return _page(segment_rows(user, ids, stages, node, ordering, build), ordering, max_results, page_token)
 
 
 def search_experiments(

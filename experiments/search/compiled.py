@@ -1,9 +1,10 @@
-"""The first page's SQL, compiled by the ORM once per shape of search and kept.
+"""A search's SQL, compiled by the ORM once per shape of search and kept.
 
 Building and compiling a filtered search's query with the ORM costs 2-4 ms of CPU on every call, as
 much as PostgreSQL takes to run it (docs/performance.md, "Compiled first pages"). Most searches repeat
 a shape with new values: a script polling for its runs, a dashboard refreshing, a client asking for
-`metrics.acc > x` with another x. So the first page's query is compiled once per shape and kept
+`metrics.acc > x` with another x. So the query of a segment of the order read from its start (a
+first page, and the segments after the one a page token resumes) is compiled once per shape and kept
 with the places of the filter's literals in its parameters; the next search of that shape binds its
 own literals there and runs the SQL. The ORM (`compile._run_q`, `paging.run_ordering`) stays the
 only code that says what a filter means.
@@ -17,10 +18,10 @@ same but for the LIMIT at its end, which becomes a parameter; every parameter th
 exactly one literal's value before and its changed value after (in psycopg's Int8, as Django binds
 an int for a BigIntegerField, at most); every literal must be somewhere. Anything else (a value
 transformed on its way, a literal that changes the SQL) leaves the shape to the ORM on every call.
-LIKE and ILIKE, whose patterns are rewritten before they are bound, are never kept, nor are pages
-after a page token, an IN list with a repeated value, a user who may read nothing, or a search too
-big to keep (MAX_LITERALS, MAX_IDS, MAX_SHAPE_TEXT: what a kept shape holds stays small, and it keeps
-none of the values it was compiled with).
+LIKE and ILIKE, whose patterns are rewritten before they are bound, are never kept, nor is the rest
+of the segment a page token resumes (its cursor is in the SQL), an IN list with a repeated value, a
+user who may read nothing, or a search too big to keep (MAX_LITERALS, MAX_IDS, MAX_SHAPE_TEXT: what
+a kept shape holds stays small, and it keeps none of the values it was compiled with).
 
 The rows are built as the ORM's own iterator builds them: the model's columns through `from_db`,
 the database converters applied, and the annotations set by name. Permissions are in the SQL (the
@@ -279,7 +280,7 @@ def compile_template(
     )
 
 
-def first_page_rows(
+def segment_rows(
     user: Any,
     ids: list[int],
     stages: tuple[str, ...],
@@ -287,8 +288,9 @@ def first_page_rows(
     ordering: Ordering,
     build: Callable[[Node | None], QuerySet[Run]],
 ) -> SegmentRows:
-    """`paging._page`'s rows: the first page's queries from the kept templates, anything else (and
-    any shape not kept) through the ORM, `build(node)` being the filtered, annotated runs."""
+    """`paging._page`'s rows: a segment read from its start (all of a first page, and the segments
+    after the one a page token resumes) from the kept templates; the rest of the segment a token
+    resumes, and any shape not kept, through the ORM, `build(node)` being the filtered, annotated runs."""
     fallback: SegmentRows | None = None
 
     def through_orm(index: int, after: list[Any] | None, count: int) -> list[Any]:
